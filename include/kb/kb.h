@@ -1,0 +1,366 @@
+/*
+ * kb — the Keras backend API in C, on NVIDIA GPUs and on the CPU.
+ *
+ * One header, C99/C11, no internal struct exposed. Every Keras backend function `K.name` is
+ * `kb_name` here. A kb_context is one Keras session; tensors belong to it and are freed by
+ * kb_clear_session() or kb_context_free(). Errors: functions that make a tensor return NULL,
+ * functions that act return kb_status; the reason is in kb_last_status() / kb_last_error().
+ * See docs/guide.md for a walk-through and docs/errors.md for the error contract.
+ */
+#ifndef KB_KB_H
+#define KB_KB_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#if defined(_WIN32)
+#define KB_API __declspec(dllexport)
+#else
+#define KB_API __attribute__((visibility("default")))
+#endif
+
+#define KB_VERSION_MAJOR 0
+#define KB_VERSION_MINOR 1
+#define KB_VERSION_PATCH 0
+
+/** Largest tensor rank. */
+#define KB_MAX_RANK 8
+/** An unknown dimension of a placeholder (Keras `None`). */
+#define KB_NONE ((int64_t)-1)
+
+/* ------------------------------------------------------------------------------------------ */
+/* Status and errors                                                                           */
+/* ------------------------------------------------------------------------------------------ */
+
+typedef enum kb_status {
+    KB_OK = 0,
+    KB_ERR_INVALID_ARGUMENT = 1, /**< NULL, out-of-range value, unknown name */
+    KB_ERR_SHAPE = 2,            /**< shapes or ranks do not fit the op, or a wrong byte count */
+    KB_ERR_DTYPE = 3,            /**< dtype not accepted by the op */
+    KB_ERR_AXIS = 4,             /**< axis out of range or repeated */
+    KB_ERR_INVALID_STATE = 5,    /**< e.g. unfed placeholder, function of a cleared session */
+    KB_ERR_NOT_SUPPORTED = 6,    /**< valid Keras call that kb does not implement (yet) */
+    KB_ERR_CONFIG = 7,           /**< keras.json or environment is invalid */
+    KB_ERR_IO = 8,               /**< a file could not be read or written */
+    KB_ERR_OUT_OF_MEMORY = 9,    /**< host or device allocation failed; the message has the size */
+    KB_ERR_NO_DEVICE = 10,       /**< CUDA asked for, but not compiled in or no GPU present */
+    KB_ERR_CUDA = 11,            /**< CUDA runtime error (message has cudaGetErrorString) */
+    KB_ERR_CUBLAS = 12,
+    KB_ERR_CUDNN = 13,
+    KB_ERR_CURAND = 14,
+    KB_ERR_INTERNAL = 15 /**< a bug in kb: please report it */
+} kb_status;
+
+/** Status of the last failed kb call on this thread (KB_OK if none since kb_clear_error). */
+KB_API kb_status kb_last_status(void);
+/** Message of the last failed kb call on this thread ("" if none). Never NULL. */
+KB_API const char *kb_last_error(void);
+/** Forget the last error on this thread. */
+KB_API void kb_clear_error(void);
+/** Static name of a status, e.g. "KB_ERR_SHAPE". Never NULL. */
+KB_API const char *kb_status_string(kb_status s);
+
+/* ------------------------------------------------------------------------------------------ */
+/* Types                                                                                       */
+/* ------------------------------------------------------------------------------------------ */
+
+typedef enum kb_dtype {
+    KB_FLOAT16 = 0,
+    KB_BFLOAT16 = 1,
+    KB_FLOAT32 = 2,
+    KB_FLOAT64 = 3,
+    KB_INT8 = 4,
+    KB_UINT8 = 5,
+    KB_INT32 = 6,
+    KB_INT64 = 7,
+    KB_BOOL = 8,           /**< one byte, 0 or 1 */
+    KB_DTYPE_COUNT = 9,
+    KB_FLOATX = -1         /**< "dtype=None": the context's floatx where Keras says so */
+} kb_dtype;
+
+/** "float32" etc. NULL for an invalid dtype. */
+KB_API const char *kb_dtype_name(kb_dtype dt);
+/** Parse "float32" etc. Returns KB_ERR_INVALID_ARGUMENT for an unknown name. */
+KB_API kb_status kb_dtype_from_name(const char *name, kb_dtype *out);
+/** Bytes per element (0 for an invalid dtype). */
+KB_API size_t kb_dtype_size(kb_dtype dt);
+
+typedef enum kb_data_format { KB_CHANNELS_LAST = 0, KB_CHANNELS_FIRST = 1 } kb_data_format;
+
+typedef enum kb_device {
+    KB_DEVICE_AUTO = 0, /**< CUDA when compiled in and a GPU is present, else CPU; env KB_DEVICE overrides */
+    KB_DEVICE_CPU = 1,
+    KB_DEVICE_CUDA = 2
+} kb_device;
+
+typedef struct kb_context kb_context;   /**< one Keras session */
+typedef struct kb_tensor kb_tensor;     /**< a symbolic tensor: placeholder, variable, constant or op */
+typedef struct kb_function kb_function; /**< a compiled K.function */
+
+/* ------------------------------------------------------------------------------------------ */
+/* Context and configuration (Keras: config / global state)                                    */
+/* ------------------------------------------------------------------------------------------ */
+
+typedef struct kb_context_options {
+    kb_device device;       /**< default device for functions and eval */
+    int cuda_device;        /**< CUDA ordinal, default 0 */
+    const char *keras_home; /**< directory of keras.json; NULL: $KERAS_HOME, else ~/.keras (/tmp/.keras if ~ is read-only) */
+    int read_config;        /**< 1: read (and create) keras.json as Keras does; 0: use defaults only */
+    uint64_t seed;          /**< session seed for random ops without an explicit seed */
+} kb_context_options;
+
+#define KB_CONTEXT_OPTIONS_DEFAULTS {KB_DEVICE_AUTO, 0, NULL, 1, 1337u}
+
+/**
+ * Create a session. Reads keras.json (writing it with defaults when missing, as Keras does) and
+ * KERAS_BACKEND. Unlike Keras, an invalid keras.json is an error (KB_ERR_CONFIG with the file,
+ * the key and the value), not a silent default. \p opts may be NULL for the defaults.
+ */
+KB_API kb_status kb_context_new(kb_context **out, const kb_context_options *opts);
+/** Free the session, its tensors and device memory. NULL is a no-op. */
+KB_API void kb_context_free(kb_context *ctx);
+/** The device functions of this context run on by default (never KB_DEVICE_AUTO). */
+KB_API kb_device kb_context_device(const kb_context *ctx);
+/** 1 when kb was built with CUDA, else 0. */
+KB_API int kb_cuda_compiled(void);
+/** Number of CUDA devices usable (0 when none or not compiled). */
+KB_API int kb_cuda_device_count(void);
+/** Human-readable name of the context's device, e.g. "cpu (2 threads)" or "cuda:0 NVIDIA H100". */
+KB_API const char *kb_context_device_name(const kb_context *ctx);
+
+KB_API double kb_epsilon(const kb_context *ctx);
+KB_API kb_status kb_set_epsilon(kb_context *ctx, double e);
+KB_API kb_dtype kb_floatx(const kb_context *ctx);
+/** Only float16, float32 and float64 are accepted, as in Keras. */
+KB_API kb_status kb_set_floatx(kb_context *ctx, kb_dtype dt);
+/**
+ * Keras cast_to_floatx on host buffers: convert \p n elements of \p src (dtype \p src_dtype)
+ * to floatx into \p dst, which must hold \p dst_nbytes = n * sizeof(floatx).
+ */
+KB_API kb_status kb_cast_to_floatx(const kb_context *ctx, const void *src, kb_dtype src_dtype,
+                                   size_t n, void *dst, size_t dst_nbytes);
+KB_API kb_data_format kb_image_data_format(const kb_context *ctx);
+KB_API kb_status kb_set_image_data_format(kb_context *ctx, kb_data_format f);
+/** The backend name as Keras computes it: non-empty $KERAS_BACKEND > keras.json > "tensorflow". */
+KB_API const char *kb_backend(const kb_context *ctx);
+/** Keras get_uid(prefix): per-prefix counter, first call returns 1. NULL prefix means "". */
+KB_API int kb_get_uid(kb_context *ctx, const char *prefix);
+KB_API void kb_reset_uids(kb_context *ctx);
+/**
+ * Keras clear_session: frees every tensor of the session, resets uids and the learning phase.
+ * Functions compiled before stay valid as handles but fail with KB_ERR_INVALID_STATE when called.
+ */
+KB_API kb_status kb_clear_session(kb_context *ctx);
+/** Stored for API parity; kb variables always hold their value from creation. */
+KB_API kb_status kb_manual_variable_initialization(kb_context *ctx, int value);
+KB_API int kb_get_manual_variable_initialization(const kb_context *ctx);
+/**
+ * The learning-phase tensor: an int32 scalar that functions read at call time. Its value is the
+ * one fixed by kb_set_learning_phase, else 0 (test), unless a function takes it as an input
+ * and it is fed.
+ */
+KB_API kb_tensor *kb_learning_phase(kb_context *ctx);
+/** 0 (test) or 1 (train); anything else is KB_ERR_INVALID_ARGUMENT, as Keras' ValueError. */
+KB_API kb_status kb_set_learning_phase(kb_context *ctx, int value);
+
+/* ------------------------------------------------------------------------------------------ */
+/* Tensors: creation, predicates, introspection                                                */
+/* ------------------------------------------------------------------------------------------ */
+
+/**
+ * Keras variable(value, dtype, name). \p data holds \p nbytes = size * sizeof(dtype) bytes in C
+ * order; NULL means zeros. dtype KB_FLOATX means floatx. \p name may be NULL.
+ */
+KB_API kb_tensor *kb_variable(kb_context *ctx, const void *data, size_t nbytes, kb_dtype dtype,
+                              const int64_t *shape, int rank, const char *name);
+/**
+ * Keras constant(value, dtype, shape). \p nbytes is either the full size or one element, which
+ * fills the shape (Keras' scalar value).
+ */
+KB_API kb_tensor *kb_constant(kb_context *ctx, const void *data, size_t nbytes, kb_dtype dtype,
+                              const int64_t *shape, int rank, const char *name);
+/** A constant filled with \p value (converted to dtype). */
+KB_API kb_tensor *kb_constant_scalar(kb_context *ctx, double value, kb_dtype dtype,
+                                     const int64_t *shape, int rank);
+/**
+ * Keras placeholder(shape, ndim, dtype). \p shape may contain KB_NONE; NULL shape with rank = ndim
+ * means every dimension unknown.
+ */
+KB_API kb_tensor *kb_placeholder(kb_context *ctx, const int64_t *shape, int rank, kb_dtype dtype,
+                                 const char *name);
+/** Keras zeros / ones: a variable (shapes are always static in C). */
+KB_API kb_tensor *kb_zeros(kb_context *ctx, const int64_t *shape, int rank, kb_dtype dtype, const char *name);
+KB_API kb_tensor *kb_ones(kb_context *ctx, const int64_t *shape, int rank, kb_dtype dtype, const char *name);
+/** Keras eye(size): an n x m identity constant (m = n for a square one). */
+KB_API kb_tensor *kb_eye(kb_context *ctx, int64_t n, int64_t m, kb_dtype dtype, const char *name);
+/** Keras zeros_like / ones_like: dtype KB_FLOATX means floatx (as Keras 2.3.1, not x's dtype). */
+KB_API kb_tensor *kb_zeros_like(kb_tensor *x, kb_dtype dtype);
+KB_API kb_tensor *kb_ones_like(kb_tensor *x, kb_dtype dtype);
+KB_API kb_tensor *kb_identity(kb_tensor *x);
+
+/** 1 / 0 predicates. NULL gives 0. */
+KB_API int kb_is_variable(const kb_tensor *x);
+KB_API int kb_is_tensor(const kb_tensor *x);
+KB_API int kb_is_placeholder(const kb_tensor *x);
+/** Keras is_keras_tensor: 0 for variables, placeholders and backend op outputs (kb has no layers). */
+KB_API int kb_is_keras_tensor(const kb_tensor *x);
+
+/** Keras shape(x): a symbolic int32 tensor of x's runtime shape. */
+KB_API kb_tensor *kb_shape(kb_tensor *x);
+/** Keras int_shape: writes the rank dims (KB_NONE where unknown) and returns the rank, -1 on error. */
+KB_API int kb_int_shape(const kb_tensor *x, int64_t shape_out[KB_MAX_RANK]);
+/** Keras ndim; -1 on error. */
+KB_API int kb_ndim(const kb_tensor *x);
+/** Keras size(x): a symbolic int32 scalar with the runtime element count. */
+KB_API kb_tensor *kb_size(kb_tensor *x);
+/** Keras dtype; KB_FLOATX (-1) on error. */
+KB_API kb_dtype kb_dtype_of(const kb_tensor *x);
+/** Keras count_params: element count of a static shape; -1 (with an error) if a dim is unknown. */
+KB_API int64_t kb_count_params(const kb_tensor *x);
+/** The tensor's name ("variable_1", "placeholder_2", "add_7", ...). */
+KB_API const char *kb_tensor_name(const kb_tensor *x);
+
+/* ------------------------------------------------------------------------------------------ */
+/* Values                                                                                      */
+/* ------------------------------------------------------------------------------------------ */
+
+/**
+ * Keras eval(x): evaluate \p x on the context's device into \p out (C order, x's dtype);
+ * \p nbytes must equal the runtime size. Fails with KB_ERR_INVALID_STATE if x needs a placeholder.
+ */
+KB_API kb_status kb_eval(kb_tensor *x, void *out, size_t nbytes);
+/** Keras get_value: a variable's (or constant's) value. */
+KB_API kb_status kb_get_value(kb_tensor *x, void *out, size_t nbytes);
+KB_API kb_status kb_batch_get_value(kb_tensor *const *xs, int n, void *const *outs, const size_t *nbytes);
+/** Keras set_value: \p data has the variable's dtype and nbytes = its size in bytes. */
+KB_API kb_status kb_set_value(kb_tensor *var, const void *data, size_t nbytes);
+/** Keras batch_set_value: all sizes are checked before any variable is written. */
+KB_API kb_status kb_batch_set_value(kb_tensor *const *vars, int n, const void *const *data, const size_t *nbytes);
+
+/** Keras cast(x, dtype). */
+KB_API kb_tensor *kb_cast(kb_tensor *x, kb_dtype dtype);
+
+/**
+ * Keras update(x, new_x), update_add, update_sub, moving_average_update: an update op for
+ * kb_function_new's updates (or kb_eval, which applies it). Its value is the variable's new value.
+ * moving_average_update: x <- x - (x - value) * (1 - momentum), without zero-debias (2.3.1).
+ */
+KB_API kb_tensor *kb_update(kb_tensor *x, kb_tensor *new_x);
+KB_API kb_tensor *kb_update_add(kb_tensor *x, kb_tensor *increment);
+KB_API kb_tensor *kb_update_sub(kb_tensor *x, kb_tensor *decrement);
+KB_API kb_tensor *kb_moving_average_update(kb_tensor *x, kb_tensor *value, double momentum);
+/** Keras print_tensor: identity(x) that prints "message" and x's values to stdout when run. */
+KB_API kb_tensor *kb_print_tensor(kb_tensor *x, const char *message);
+
+/* ------------------------------------------------------------------------------------------ */
+/* Function and gradients                                                                      */
+/* ------------------------------------------------------------------------------------------ */
+
+/**
+ * Keras function(inputs, outputs, updates). \p inputs are placeholders (the learning-phase
+ * tensor may be one), \p outputs any tensors, \p updates tensors made by kb_update*. Outputs
+ * are computed first; updates are applied after them, together (outputs see old values).
+ * \p device KB_DEVICE_AUTO means the context's device; env KB_DEVICE=cpu|cuda overrides it.
+ */
+KB_API kb_function *kb_function_new(kb_context *ctx, kb_tensor *const *inputs, int n_inputs,
+                                    kb_tensor *const *outputs, int n_outputs,
+                                    kb_tensor *const *updates, int n_updates, kb_device device);
+KB_API void kb_function_free(kb_function *fn);
+/** The device the function runs on (KB_DEVICE_CPU or KB_DEVICE_CUDA). */
+KB_API kb_device kb_function_device(const kb_function *fn);
+
+/** A host value fed to a placeholder. dtype KB_FLOATX means "the placeholder's dtype"; another
+ * dtype is cast to the placeholder's (Keras casts fed values). */
+typedef struct kb_feed {
+    const void *data;
+    size_t nbytes;
+    kb_dtype dtype;
+    int rank;
+    const int64_t *shape;
+} kb_feed;
+
+/** Run the function with one feed per input, in order. */
+KB_API kb_status kb_function_call(kb_function *fn, const kb_feed *feeds, int n_feeds);
+/**
+ * Output \p i of the last call: a host buffer owned by the function, valid until the next call
+ * or kb_function_free. Shape, rank and dtype through the out-parameters (each may be NULL).
+ */
+KB_API const void *kb_function_output(const kb_function *fn, int i, kb_dtype *dtype, int *rank,
+                                      int64_t shape[KB_MAX_RANK], size_t *nbytes);
+/** Copy output \p i of the last call into \p out; \p nbytes must equal its size. */
+KB_API kb_status kb_function_get_output(const kb_function *fn, int i, void *out, size_t nbytes);
+
+/**
+ * Keras gradients(loss, variables): grads_out[i] is d sum(loss) / d vars[i], or NULL when vars[i]
+ * is not connected to loss (Keras None). Returns KB_OK when every connected gradient was built.
+ */
+KB_API kb_status kb_gradients(kb_tensor *loss, kb_tensor *const *vars, int n, kb_tensor **grads_out);
+/** Keras stop_gradient(x): identity whose gradient is not propagated. */
+KB_API kb_tensor *kb_stop_gradient(kb_tensor *x);
+
+/* ------------------------------------------------------------------------------------------ */
+/* Memory                                                                                      */
+/* ------------------------------------------------------------------------------------------ */
+
+typedef struct kb_memory_stats {
+    kb_device device;
+    size_t in_use;   /**< bytes handed out by the device pool now */
+    size_t peak;     /**< largest in_use since the context was made */
+    size_t reserved; /**< bytes the pool holds from the driver (cached included) */
+} kb_memory_stats;
+
+/** Device pool figures of the context (zeros for a CPU context). */
+KB_API kb_status kb_memory_stats_get(kb_context *ctx, kb_memory_stats *out);
+/** Return cached, unused device memory to the driver. */
+KB_API kb_status kb_memory_release(kb_context *ctx);
+
+/* ------------------------------------------------------------------------------------------ */
+/* Ops (Keras names). Each takes tensors of one context and returns a new tensor or NULL.       */
+/* Axes: negative counts from the end; `axes == NULL, n_axes == 0` means all axes.             */
+/* ------------------------------------------------------------------------------------------ */
+
+/* elementwise, numpy broadcasting */
+KB_API kb_tensor *kb_add(kb_tensor *x, kb_tensor *y);
+KB_API kb_tensor *kb_subtract(kb_tensor *x, kb_tensor *y);
+KB_API kb_tensor *kb_multiply(kb_tensor *x, kb_tensor *y);
+KB_API kb_tensor *kb_divide(kb_tensor *x, kb_tensor *y);
+KB_API kb_tensor *kb_negative(kb_tensor *x);
+KB_API kb_tensor *kb_square(kb_tensor *x);
+KB_API kb_tensor *kb_exp(kb_tensor *x);
+/** Plain log: NaN below 0, -inf at 0, as Keras. */
+KB_API kb_tensor *kb_log(kb_tensor *x);
+/** Keras sqrt clips x to [0, inf) first: sqrt(negative) = 0. */
+KB_API kb_tensor *kb_sqrt(kb_tensor *x);
+
+/* reductions */
+KB_API kb_tensor *kb_sum(kb_tensor *x, const int *axes, int n_axes, int keepdims);
+KB_API kb_tensor *kb_mean(kb_tensor *x, const int *axes, int n_axes, int keepdims);
+KB_API kb_tensor *kb_max(kb_tensor *x, const int *axes, int n_axes, int keepdims);
+
+/* linear algebra and shape */
+/** Keras dot: matmul for ranks <= 2, else the Theano/np.dot rule (last axis of x with the
+ * second-to-last of y; output x.shape[:-1] + y.shape[:-2] + y.shape[-1:]). */
+KB_API kb_tensor *kb_dot(kb_tensor *x, kb_tensor *y);
+/** Keras transpose: reverses all axes. */
+KB_API kb_tensor *kb_transpose(kb_tensor *x);
+/** Keras permute_dimensions(x, pattern). */
+KB_API kb_tensor *kb_permute_dimensions(kb_tensor *x, const int *pattern, int n);
+/** Keras reshape(x, shape): one entry may be -1. */
+KB_API kb_tensor *kb_reshape(kb_tensor *x, const int64_t *shape, int rank);
+
+/* activations and losses */
+/** Keras relu(x, alpha, max_value, threshold); max_value INFINITY means None. */
+KB_API kb_tensor *kb_relu(kb_tensor *x, double alpha, double max_value, double threshold);
+KB_API kb_tensor *kb_sigmoid(kb_tensor *x);
+KB_API kb_tensor *kb_softmax(kb_tensor *x, int axis);
+/** Keras categorical_crossentropy(target, output, from_logits, axis): per-sample losses. */
+KB_API kb_tensor *kb_categorical_crossentropy(kb_tensor *target, kb_tensor *output, int from_logits, int axis);
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* KB_KB_H */

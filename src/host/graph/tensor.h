@@ -1,0 +1,55 @@
+/* The symbolic tensor: a leaf (placeholder, variable, constant) or the output of one op node. */
+#ifndef KB_GRAPH_TENSOR_H
+#define KB_GRAPH_TENSOR_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include "core/context.h"
+#include "ops/op.h"
+
+#define KB_MAX_INPUTS 4
+#define KB_TENSOR_MAGIC 0x6b627473u
+
+typedef enum kb_kind { KB_KIND_PLACEHOLDER, KB_KIND_VARIABLE, KB_KIND_CONSTANT, KB_KIND_OP } kb_kind;
+
+struct kb_tensor {
+    uint32_t magic;
+    kb_context *ctx;
+    int64_t id;                    /* index in ctx->tensors: inputs always have smaller ids */
+    kb_kind kind;
+    kb_op_id op;                   /* KB_KIND_OP only */
+    kb_tensor *in[KB_MAX_INPUTS];
+    int n_in;
+    kb_attrs attrs;
+    kb_desc desc;                  /* dims may be KB_NONE */
+    char name[64];
+    int is_learning_phase;
+    /* storage of variables and constants: a host copy and a device copy with a valid bit each */
+    void *host;
+    size_t nbytes;
+    int host_valid;
+    void *dev;
+    int dev_valid;
+};
+
+/* Make an op node: validates inputs (NULL, context), runs the op's infer rule. \p fn is the
+ * public name for messages ("kb_add"). Returns NULL with the error set. */
+kb_tensor *kb_node(const char *fn, kb_op_id op, kb_tensor *const *in, int n_in, const kb_attrs *a);
+/* Same, attrs zero-initialised. */
+kb_tensor *kb_node1(const char *fn, kb_op_id op, kb_tensor *x);
+kb_tensor *kb_node2(const char *fn, kb_op_id op, kb_tensor *x, kb_tensor *y);
+/* A rank-0 constant of dtype dt (for composites and gradient rules). */
+kb_tensor *kb_scalar(kb_context *ctx, double v, kb_dtype dt);
+/* Resolve KB_FLOATX. */
+kb_dtype kb_resolve_dtype(const kb_context *ctx, kb_dtype dt);
+/* Validate a public tensor argument: non-NULL (kb_null_arg) and a live kb tensor. */
+int kb_check_tensor(const char *fn, const char *arg, const kb_tensor *t);
+/* Normalise axis list to a mask (negative axes allowed); KB_ERR_AXIS on out-of-range or repeat.
+ * n_axes == 0 with axes == NULL means all axes. */
+kb_status kb_axes_mask(const char *fn, const int *axes, int n_axes, int rank, uint32_t *mask);
+/* Make the host copy of a leaf current (copies back from the device if needed). */
+kb_status kb_leaf_sync_host(kb_tensor *t);
+/* Format a shape "(2, None, 3)" into buf. */
+const char *kb_shape_str(const kb_desc *d, char *buf, size_t n);
+
+#endif

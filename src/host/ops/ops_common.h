@@ -1,0 +1,33 @@
+/* Shared validation/shape rules and helpers for the op family files. */
+#ifndef KB_OPS_COMMON_H
+#define KB_OPS_COMMON_H
+
+#include <string.h>
+#include "core/dtype.h"
+#include "core/error.h"
+#include "graph/tensor.h"
+#include "ops/op.h"
+
+/* dtype must be float32 or float64 (the dtypes with kernels today). */
+kb_status kb_require_float(const char *op, const char *arg, kb_dtype dt);
+/* One float input; out = in[0]. */
+kb_status kb_infer_unary_float(const char *op, const kb_attrs *a, const kb_desc *in, int n_in, kb_desc *out);
+/* Two float inputs of one dtype, numpy-broadcast. */
+kb_status kb_infer_binary_float(const char *op, const kb_attrs *a, const kb_desc *in, int n_in, kb_desc *out);
+/* out = in[0] whatever its dtype (identity, stop_gradient, print_tensor). */
+kb_status kb_infer_same(const char *op, const kb_attrs *a, const kb_desc *in, int n_in, kb_desc *out);
+/* Do two descs certainly have the same fully known shape? */
+int kb_desc_same_known_shape(const kb_desc *a, const kb_desc *b);
+/* Axis in [-rank, rank) normalised; KB_ERR_AXIS otherwise. */
+kb_status kb_norm_axis(const char *op, int axis, int rank, int *out);
+
+/* Gradient rule helpers. */
+kb_tensor *kb_g_sum_like(kb_tensor *g, kb_tensor *ref);         /* g reduced to ref's shape */
+kb_tensor *kb_g_broadcast_like(kb_tensor *g, kb_tensor *ref);   /* g broadcast to ref's shape */
+kb_tensor *kb_g_reshape_like(kb_tensor *g, kb_tensor *ref);
+kb_tensor *kb_g_sum_keep(kb_tensor *x, int axis);               /* sum over one axis, keepdims */
+/* Internal clip (K.clip arrives with the tensor-API issue). */
+kb_tensor *kb_clip_internal(kb_tensor *x, double lo, double hi);
+kb_tensor *kb_log_softmax_internal(kb_tensor *x, int axis);
+
+#endif
