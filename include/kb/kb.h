@@ -92,7 +92,7 @@ KB_API size_t kb_dtype_size(kb_dtype dt);
 typedef enum kb_data_format { KB_CHANNELS_LAST = 0, KB_CHANNELS_FIRST = 1 } kb_data_format;
 
 typedef enum kb_device {
-    KB_DEVICE_AUTO = 0, /**< CUDA when compiled in and a GPU is present, else CPU; env KB_DEVICE overrides */
+    KB_DEVICE_AUTO = 0, /**< env KB_DEVICE=cpu|cuda if set, else CUDA when compiled in and a GPU is present, else CPU */
     KB_DEVICE_CPU = 1,
     KB_DEVICE_CUDA = 2
 } kb_device;
@@ -264,7 +264,7 @@ KB_API kb_tensor *kb_print_tensor(kb_tensor *x, const char *message);
  * Keras function(inputs, outputs, updates). \p inputs are placeholders (the learning-phase
  * tensor may be one), \p outputs any tensors, \p updates tensors made by kb_update*. Outputs
  * are computed first; updates are applied after them, together (outputs see old values).
- * \p device KB_DEVICE_AUTO means the context's device; env KB_DEVICE=cpu|cuda overrides it.
+ * \p device KB_DEVICE_AUTO means $KB_DEVICE (cpu|cuda) if set, else the context's device.
  */
 KB_API kb_function *kb_function_new(kb_context *ctx, kb_tensor *const *inputs, int n_inputs,
                                     kb_tensor *const *outputs, int n_outputs,

@@ -149,6 +149,8 @@ kb_status kb_config_load(kb_config *cfg, const char *keras_home, int read_file) 
         config_dir(keras_home, dir, sizeof dir);
         snprintf(path, sizeof path, "%s/keras.json", dir);
         FILE *f = fopen(path, "rb");
+        if (!f && access(path, F_OK) == 0)
+            return kb_set_error(KB_ERR_IO, "keras.json: %s exists but cannot be read: %s", path, strerror(errno));
         if (f) {
             fseek(f, 0, SEEK_END);
             long len = ftell(f);
@@ -165,9 +167,14 @@ kb_status kb_config_load(kb_config *cfg, const char *keras_home, int read_file) 
             free(text);
             if (st != KB_OK) return st;
         } else {
-            if (mkdir(dir, 0777) != 0 && errno != EEXIST) {
-                /* Keras ignores this too: the session runs on defaults. */
-            }
+            /* os.makedirs; failures are ignored as in Keras: the session runs on defaults */
+            for (char *p = dir + 1; *p; ++p)
+                if (*p == '/') {
+                    *p = '\0';
+                    (void)mkdir(dir, 0777);
+                    *p = '/';
+                }
+            (void)mkdir(dir, 0777);
             write_defaults(cfg, path);
         }
     }

@@ -31,7 +31,7 @@ int kb_cuda_device_count(void) {
 }
 
 static kb_status pick_device(kb_device asked, kb_device *out) {
-    const char *env = getenv("KB_DEVICE");
+    const char *env = asked == KB_DEVICE_AUTO ? getenv("KB_DEVICE") : NULL; /* explicit choice wins */
     if (env && *env) {
         if (strcmp(env, "cpu") == 0) asked = KB_DEVICE_CPU;
         else if (strcmp(env, "cuda") == 0 || strcmp(env, "gpu") == 0) asked = KB_DEVICE_CUDA;
@@ -146,8 +146,10 @@ kb_status kb_set_floatx(kb_context *ctx, kb_dtype dt) {
 
 kb_status kb_cast_to_floatx(const kb_context *ctx, const void *src, kb_dtype src_dtype, size_t n, void *dst,
                             size_t dst_nbytes) {
-    if (!ctx || (!src && n) || (!dst && n))
-        return kb_set_error(KB_ERR_INVALID_ARGUMENT, "kb_cast_to_floatx: NULL argument");
+    const char *fn = "kb_cast_to_floatx";
+    if (!ctx) return kb_set_error(KB_ERR_INVALID_ARGUMENT, "%s: argument ctx is NULL", fn);
+    if (!src && n) return kb_set_error(KB_ERR_INVALID_ARGUMENT, "%s: argument src is NULL", fn);
+    if (!dst && n) return kb_set_error(KB_ERR_INVALID_ARGUMENT, "%s: argument dst is NULL", fn);
     if (!kb_dtype_valid(src_dtype))
         return kb_set_error(KB_ERR_DTYPE, "kb_cast_to_floatx: invalid source dtype %d", (int)src_dtype);
     size_t need = n * kb_dtype_size(ctx->cfg.floatx);
@@ -234,7 +236,8 @@ kb_status kb_set_learning_phase(kb_context *ctx, int value) {
 }
 
 kb_status kb_memory_stats_get(kb_context *ctx, kb_memory_stats *out) {
-    if (!ctx || !out) return kb_set_error(KB_ERR_INVALID_ARGUMENT, "kb_memory_stats_get: NULL argument");
+    if (!ctx) return kb_set_error(KB_ERR_INVALID_ARGUMENT, "kb_memory_stats_get: argument ctx is NULL");
+    if (!out) return kb_set_error(KB_ERR_INVALID_ARGUMENT, "kb_memory_stats_get: argument out is NULL");
     void *dev;
     const kb_device_api *api = kb_ctx_api(ctx, ctx->device, &dev);
     return api->stats(dev, out);

@@ -72,7 +72,8 @@ static kb_status ensure_cuda(kb_context *ctx) {
 }
 
 static kb_status resolve_device(kb_context *ctx, kb_device asked, kb_device *out) {
-    const char *env = getenv("KB_DEVICE");
+    /* KB_DEVICE chooses for AUTO only: an explicit device in the call wins */
+    const char *env = asked == KB_DEVICE_AUTO ? getenv("KB_DEVICE") : NULL;
     if (env && strcmp(env, "cpu") == 0) asked = KB_DEVICE_CPU;
     else if (env && (strcmp(env, "cuda") == 0 || strcmp(env, "gpu") == 0)) asked = KB_DEVICE_CUDA;
     if (asked == KB_DEVICE_AUTO) asked = ctx->device;
@@ -97,7 +98,7 @@ void kb_function_free(kb_function *fn) {
         nx = p->next;
         plan_free(fn, p);
     }
-    for (int i = 0; i < fn->n_out; ++i) free(fn->out_host[i]);
+    for (int i = 0; fn->out_host && i < fn->n_out; ++i) free(fn->out_host[i]);
     free(fn->out_host);
     free(fn->out_cap);
     free(fn->out_desc);
@@ -120,7 +121,10 @@ static kb_status check_list(const char *what, kb_context **ctx, kb_tensor *const
     if (n < 0 || (n > 0 && !ts))
         return kb_set_error(KB_ERR_INVALID_ARGUMENT, "%s: %s is NULL with count %d", fn, what, n);
     for (int i = 0; i < n; ++i) {
-        if (!ts[i]) return kb_set_error(KB_ERR_INVALID_ARGUMENT, "%s: %s[%d] is NULL", fn, what, i);
+        if (!ts[i]) { /* likely the NULL of a failed op: keep that op's error */
+            if (kb_last_status() == KB_OK) kb_set_error(KB_ERR_INVALID_ARGUMENT, "%s: %s[%d] is NULL", fn, what, i);
+            return kb_last_status();
+        }
         if (ts[i]->magic != KB_TENSOR_MAGIC)
             return kb_set_error(KB_ERR_INVALID_ARGUMENT, "%s: %s[%d] is not a live kb tensor", fn, what, i);
         if (*ctx && ts[i]->ctx != *ctx)
@@ -169,6 +173,19 @@ kb_function *kb_function_new(kb_context *ctx, kb_tensor *const *inputs, int n_in
         }
     kb_device dev = KB_DEVICE_CPU;
     if (resolve_device(ctx, device, &dev) != KB_OK) return NULL;
+    /* an update op among the outputs runs too (as fetching an assign op does in TF) */
+    kb_tensor **upd = (kb_tensor **)calloc((size_t)(n_updates + n_outputs) + 1, sizeof *upd);
+    if (!upd) {
+        kb_set_error(KB_ERR_OUT_OF_MEMORY, "%s: out of host memory", fname);
+        return NULL;
+    }
+    for (int i = 0; i < n_updates; ++i) upd[i] = updates[i];
+    for (int i = 0; i < n_outputs; ++i) {
+        int dup = !(outputs[i]->kind == KB_KIND_OP && (kb_op_table[outputs[i]->op]->flags & KB_OPF_UPDATE));
+        for (int j = 0; j < n_updates && !dup; ++j) dup = upd[j] == outputs[i];
+        if (!dup) upd[n_updates++] = outputs[i];
+    }
+    updates = upd;
 
     kb_function *fn = (kb_function *)calloc(1, sizeof *fn);
     int64_t nt = ctx->n_tensors;
@@ -176,6 +193,7 @@ kb_function *kb_function_new(kb_context *ctx, kb_tensor *const *inputs, int n_in
     kb_tensor **stack = NULL;
     unsigned char *need = NULL;
     if (!fn) {
+        free(upd);
         kb_set_error(KB_ERR_OUT_OF_MEMORY, "%s: out of host memory", fname);
         return NULL;
     }
@@ -262,11 +280,13 @@ kb_function *kb_function_new(kb_context *ctx, kb_tensor *const *inputs, int n_in
     free(pos);
     free(stack);
     free(need);
+    free(upd);
     return fn;
 fail:
     free(pos);
     free(stack);
     free(need);
+    free(upd);
     kb_function_free(fn);
     return NULL;
 }
@@ -680,6 +700,7 @@ const void *kb_function_output(const kb_function *fn, int i, kb_dtype *dtype, in
 }
 
 kb_status kb_function_get_output(const kb_function *fn, int i, void *out, size_t nbytes) {
+    if (!fn) return kb_set_error(KB_ERR_INVALID_ARGUMENT, "kb_function_get_output: argument fn is NULL");
     size_t nb;
     const void *p = kb_function_output(fn, i, NULL, NULL, NULL, &nb);
     if (!p) return kb_last_status();
@@ -694,11 +715,12 @@ kb_status kb_function_get_output(const kb_function *fn, int i, void *out, size_t
 /* ------------------------------------------------------------------------------------------ */
 /* eval / get_value                                                                            */
 
+static kb_status leaf_value(const char *fn, kb_tensor *x, void *out, size_t nbytes);
+
 kb_status kb_eval(kb_tensor *x, void *out, size_t nbytes) {
     if (!kb_check_tensor("kb_eval", "x", x)) return kb_last_status();
-    if (x->kind == KB_KIND_VARIABLE || x->kind == KB_KIND_CONSTANT) return kb_get_value(x, out, nbytes);
-    int is_update = x->kind == KB_KIND_OP && (kb_op_table[x->op]->flags & KB_OPF_UPDATE);
-    kb_function *fn = kb_function_new(x->ctx, NULL, 0, &x, 1, is_update ? &x : NULL, is_update, KB_DEVICE_AUTO);
+    if (x->kind == KB_KIND_VARIABLE || x->kind == KB_KIND_CONSTANT) return leaf_value("kb_eval", x, out, nbytes);
+    kb_function *fn = kb_function_new(x->ctx, NULL, 0, &x, 1, NULL, 0, KB_DEVICE_AUTO); /* an update op applies */
     if (!fn) {
         if (kb_last_status() == KB_ERR_INVALID_STATE)
             kb_set_error(KB_ERR_INVALID_STATE, "kb_eval: %s depends on a placeholder; use kb_function_new to feed it",
@@ -723,23 +745,30 @@ kb_status kb_eval(kb_tensor *x, void *out, size_t nbytes) {
     return st;
 }
 
-kb_status kb_get_value(kb_tensor *x, void *out, size_t nbytes) {
-    if (!kb_check_tensor("kb_get_value", "x", x)) return kb_last_status();
-    if (x->kind != KB_KIND_VARIABLE && x->kind != KB_KIND_CONSTANT) return kb_eval(x, out, nbytes);
+static kb_status leaf_value(const char *fn, kb_tensor *x, void *out, size_t nbytes) {
     if (nbytes != x->nbytes) {
         char s[128];
-        return kb_set_error(KB_ERR_SHAPE, "kb_get_value: %s has shape %s of %s = %zu bytes, got a buffer of %zu", x->name,
+        return kb_set_error(KB_ERR_SHAPE, "%s: %s has shape %s of %s = %zu bytes, got a buffer of %zu", fn, x->name,
                             kb_shape_str(&x->desc, s, sizeof s), kb_dtype_name(x->desc.dtype), x->nbytes, nbytes);
     }
-    if (nbytes && !out) return kb_set_error(KB_ERR_INVALID_ARGUMENT, "kb_get_value: argument out is NULL");
+    if (nbytes && !out) return kb_set_error(KB_ERR_INVALID_ARGUMENT, "%s: argument out is NULL", fn);
     KB_TRY(kb_leaf_sync_host(x));
     if (nbytes) memcpy(out, x->host, nbytes);
     return KB_OK;
 }
 
+kb_status kb_get_value(kb_tensor *x, void *out, size_t nbytes) {
+    if (!kb_check_tensor("kb_get_value", "x", x)) return kb_last_status();
+    if (x->kind != KB_KIND_VARIABLE && x->kind != KB_KIND_CONSTANT) return kb_eval(x, out, nbytes);
+    return leaf_value("kb_get_value", x, out, nbytes);
+}
+
 kb_status kb_batch_get_value(kb_tensor *const *xs, int n, void *const *outs, const size_t *nbytes) {
-    if (n < 0 || (n > 0 && (!xs || !outs || !nbytes)))
-        return kb_set_error(KB_ERR_INVALID_ARGUMENT, "kb_batch_get_value: NULL arrays or negative count");
+    const char *fn = "kb_batch_get_value";
+    if (n < 0) return kb_set_error(KB_ERR_INVALID_ARGUMENT, "%s: negative count %d", fn, n);
+    if (n > 0 && !xs) return kb_set_error(KB_ERR_INVALID_ARGUMENT, "%s: argument xs is NULL", fn);
+    if (n > 0 && !outs) return kb_set_error(KB_ERR_INVALID_ARGUMENT, "%s: argument outs is NULL", fn);
+    if (n > 0 && !nbytes) return kb_set_error(KB_ERR_INVALID_ARGUMENT, "%s: argument nbytes is NULL", fn);
     for (int i = 0; i < n; ++i) KB_TRY(kb_get_value(xs[i], outs[i], nbytes[i]));
     return KB_OK;
 }

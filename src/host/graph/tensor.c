@@ -327,7 +327,7 @@ static kb_status check_value_bytes(const char *fn, const kb_tensor *x, size_t nb
 
 kb_status kb_set_value(kb_tensor *var, const void *data, size_t nbytes) {
     const char *fn = "kb_set_value";
-    if (!kb_check_tensor(fn, "x", var)) return kb_last_status();
+    if (!kb_check_tensor(fn, "var", var)) return kb_last_status();
     if (var->kind != KB_KIND_VARIABLE)
         return kb_set_error(KB_ERR_INVALID_ARGUMENT, "%s: %s is not a variable", fn, var->name);
     if (!data && nbytes) return kb_set_error(KB_ERR_INVALID_ARGUMENT, "%s: argument data is NULL", fn);
@@ -340,8 +340,10 @@ kb_status kb_set_value(kb_tensor *var, const void *data, size_t nbytes) {
 
 kb_status kb_batch_set_value(kb_tensor *const *vars, int n, const void *const *data, const size_t *nbytes) {
     const char *fn = "kb_batch_set_value";
-    if (n < 0 || (n > 0 && (!vars || !data || !nbytes)))
-        return kb_set_error(KB_ERR_INVALID_ARGUMENT, "%s: NULL arrays or negative count", fn);
+    if (n < 0) return kb_set_error(KB_ERR_INVALID_ARGUMENT, "%s: negative count %d", fn, n);
+    if (n > 0 && !vars) return kb_set_error(KB_ERR_INVALID_ARGUMENT, "%s: argument vars is NULL", fn);
+    if (n > 0 && !data) return kb_set_error(KB_ERR_INVALID_ARGUMENT, "%s: argument data is NULL", fn);
+    if (n > 0 && !nbytes) return kb_set_error(KB_ERR_INVALID_ARGUMENT, "%s: argument nbytes is NULL", fn);
     for (int i = 0; i < n; ++i) { /* check all before writing any */
         if (!kb_check_tensor(fn, "vars[i]", vars[i])) return kb_last_status();
         if (vars[i]->kind != KB_KIND_VARIABLE)

@@ -97,6 +97,12 @@ kb_tensor *kb_log_softmax_internal(kb_tensor *x, int axis) {
 kb_tensor *kb_categorical_crossentropy(kb_tensor *target, kb_tensor *output, int from_logits, int axis) {
     const char *fn = "kb_categorical_crossentropy";
     if (!kb_check_tensor(fn, "target", target) || !kb_check_tensor(fn, "output", output)) return NULL;
+    if (kb_require_float(fn, "output", output->desc.dtype) != KB_OK) return NULL;
+    if (target->desc.dtype != output->desc.dtype) {
+        kb_set_error(KB_ERR_DTYPE, "%s: target is %s but output is %s", fn, kb_dtype_name(target->desc.dtype),
+                     kb_dtype_name(output->desc.dtype));
+        return NULL;
+    }
     kb_desc b;
     if (kb_broadcast_desc(fn, &target->desc, &output->desc, &b) != KB_OK) return NULL;
     if (target->desc.rank != output->desc.rank) {

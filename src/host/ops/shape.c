@@ -120,7 +120,11 @@ const kb_op_def kb_opdef_permute_dimensions = {"permute_dimensions", 1, 0, infer
 kb_tensor *kb_permute_dimensions(kb_tensor *x, const int *pattern, int n) {
     const char *fn = "kb_permute_dimensions";
     if (!kb_check_tensor(fn, "x", x)) return NULL;
-    if (n != x->desc.rank || (n && !pattern)) {
+    if (n && !pattern) {
+        kb_null_arg(fn, "pattern");
+        return NULL;
+    }
+    if (n != x->desc.rank) {
         kb_set_error(KB_ERR_AXIS, "%s: pattern has %d entries but x has rank %d", fn, n, x->desc.rank);
         return NULL;
     }
@@ -187,7 +191,11 @@ const kb_op_def kb_opdef_reshape = {"reshape", 1, KB_OPF_ALIAS, infer_reshape, g
 kb_tensor *kb_reshape(kb_tensor *x, const int64_t *shape, int rank) {
     const char *fn = "kb_reshape";
     if (!kb_check_tensor(fn, "x", x)) return NULL;
-    if (rank < 0 || rank > KB_MAX_RANK || (rank && !shape)) {
+    if (rank && !shape) {
+        kb_null_arg(fn, "shape");
+        return NULL;
+    }
+    if (rank < 0 || rank > KB_MAX_RANK) {
         kb_set_error(KB_ERR_SHAPE, "%s: invalid target shape (rank %d)", fn, rank);
         return NULL;
     }
