@@ -4,6 +4,7 @@
 // usable.
 #include <cmath>
 #include <cstring>
+#include <thread>
 
 #include "kb_test_util.h"
 
@@ -217,10 +218,10 @@ TEST_F(Errors, WrongDtype) {
     int64_t s[1] = {2};
     float two[2] = {1, 2};
     kb_clear_error();
-    EXPECT_EQ(kb_variable(ctx, two, sizeof two, (kb_dtype)42, s, 1, nullptr), nullptr);
+    EXPECT_EQ(kb_variable(ctx, two, sizeof two, (kb_dtype)12, s, 1, nullptr), nullptr);
     EXPECT_NE(kb_last_status(), KB_OK);
     kb_clear_error();
-    EXPECT_EQ(kb_cast(x23, (kb_dtype)42), nullptr);
+    EXPECT_EQ(kb_cast(x23, (kb_dtype)12), nullptr);
     EXPECT_NE(kb_last_status(), KB_OK);
     kb_clear_error();
     EXPECT_EQ(kb_placeholder(ctx, s, 1, (kb_dtype)-7, nullptr), nullptr);
@@ -407,7 +408,7 @@ TEST_F(Errors, OtherInvalidArguments) {
     EXPECT_EQ(kb_function_new(ctx, nullptr, -1, &y, 1, nullptr, 0, KB_DEVICE_CPU), nullptr);
     EXPECT_EQ(kb_last_status(), KB_ERR_INVALID_ARGUMENT);
     kb_clear_error();
-    EXPECT_EQ(kb_function_new(ctx, nullptr, 0, &y, 1, nullptr, 0, (kb_device)9), nullptr);
+    EXPECT_EQ(kb_function_new(ctx, nullptr, 0, &y, 1, nullptr, 0, (kb_device)3), nullptr);
     EXPECT_EQ(kb_last_status(), KB_ERR_INVALID_ARGUMENT);
     kb_tensor *g = nullptr;
     kb_clear_error();
@@ -425,6 +426,26 @@ TEST_F(Errors, OtherInvalidArguments) {
         EXPECT_EQ(kb_context_new(&c, &o), KB_ERR_NO_DEVICE);
         kb_context_free(c);
     }
+}
+
+TEST_F(Errors, LastErrorIsPerThread) {
+    kb_clear_error();
+    (void)kb_add(x23, nullptr);
+    ASSERT_EQ(kb_last_status(), KB_ERR_INVALID_ARGUMENT);
+    kb_status other_before = KB_ERR_INTERNAL, other_after = KB_ERR_INTERNAL;
+    std::string other_msg;
+    std::thread t([&] {
+        other_before = kb_last_status();  // a fresh thread has no error
+        int a3 = 3;
+        (void)kb_sum(x234, &a3, 1, 0);
+        other_after = kb_last_status();
+        other_msg = kb_last_error();
+    });
+    t.join();
+    EXPECT_EQ(other_before, KB_OK);
+    EXPECT_EQ(other_after, KB_ERR_AXIS) << other_msg;
+    EXPECT_EQ(kb_last_status(), KB_ERR_INVALID_ARGUMENT) << "the other thread's error is not seen here";
+    EXPECT_NE(std::string(kb_last_error()).find("kb_add"), std::string::npos);
 }
 
 TEST_F(Errors, UserErrorsNeverPrint) {
