@@ -16,5 +16,13 @@ write_basic_package_version_file(${CMAKE_CURRENT_BINARY_DIR}/kbConfigVersion.cma
 install(FILES ${CMAKE_CURRENT_BINARY_DIR}/kbConfig.cmake ${CMAKE_CURRENT_BINARY_DIR}/kbConfigVersion.cmake
   cmake/FindcJSON.cmake cmake/FindCBLAS.cmake cmake/FindCUDNN.cmake
   DESTINATION ${CMAKE_INSTALL_LIBDIR}/cmake/kb)
+# what a static link of libkb_static.a needs (the shared libkb.so carries its own dependencies)
+set(KB_PC_LIBS_PRIVATE "-lcjson -lopenblas -fopenmp -lm -lpthread")
+if(KB_WITH_CUDA)
+  string(APPEND KB_PC_LIBS_PRIVATE " -L${CUDAToolkit_LIBRARY_DIR} -lcudart -lcublas -lcurand")
+  if(KB_WITH_CUDNN)
+    string(APPEND KB_PC_LIBS_PRIVATE " -lcudnn")
+  endif()
+endif()
 configure_file(cmake/kb.pc.in ${CMAKE_CURRENT_BINARY_DIR}/kb.pc @ONLY)
 install(FILES ${CMAKE_CURRENT_BINARY_DIR}/kb.pc DESTINATION ${CMAKE_INSTALL_LIBDIR}/pkgconfig)

@@ -30,14 +30,30 @@ int kb_cuda_device_count(void) {
 #endif
 }
 
+kb_status kb_env_device(kb_device *d) {
+    const char *env = getenv("KB_DEVICE");
+    if (*d != KB_DEVICE_AUTO || !env || !*env || strcmp(env, "auto") == 0) return KB_OK; /* explicit choice wins */
+    if (strcmp(env, "cpu") == 0) *d = KB_DEVICE_CPU;
+    else if (strcmp(env, "cuda") == 0 || strcmp(env, "gpu") == 0) *d = KB_DEVICE_CUDA;
+    else return kb_set_error(KB_ERR_CONFIG, "KB_DEVICE='%s': expected cpu, cuda or auto", env);
+    return KB_OK;
+}
+
+kb_status kb_ctx_open_cuda(kb_context *ctx) {
+#ifdef KB_WITH_CUDA
+    if (ctx->cuda_api) return KB_OK;
+    char name[sizeof ctx->device_name];
+    KB_TRY(kb_cuda_open(ctx->cuda_ordinal, &ctx->cuda_dev, &ctx->cuda_api, name, sizeof name));
+    if (ctx->device == KB_DEVICE_CUDA) memcpy(ctx->device_name, name, sizeof name);
+    return KB_OK;
+#else
+    (void)ctx;
+    return kb_set_error(KB_ERR_NO_DEVICE, "kb: CUDA asked for, but kb was built without CUDA");
+#endif
+}
+
 static kb_status pick_device(kb_device asked, kb_device *out) {
-    const char *env = asked == KB_DEVICE_AUTO ? getenv("KB_DEVICE") : NULL; /* explicit choice wins */
-    if (env && *env) {
-        if (strcmp(env, "cpu") == 0) asked = KB_DEVICE_CPU;
-        else if (strcmp(env, "cuda") == 0 || strcmp(env, "gpu") == 0) asked = KB_DEVICE_CUDA;
-        else if (strcmp(env, "auto") != 0)
-            return kb_set_error(KB_ERR_CONFIG, "KB_DEVICE='%s': expected cpu, cuda or auto", env);
-    }
+    KB_TRY(kb_env_device(&asked));
     if (asked == KB_DEVICE_AUTO) asked = kb_cuda_device_count() > 0 ? KB_DEVICE_CUDA : KB_DEVICE_CPU;
     if (asked == KB_DEVICE_CUDA && kb_cuda_device_count() == 0)
         return kb_set_error(KB_ERR_NO_DEVICE, "kb_context_new: CUDA device asked for, but %s",
@@ -63,20 +79,16 @@ kb_status kb_context_new(kb_context **out, const kb_context_options *opts) {
     }
     ctx->learning_phase = -1;
     ctx->seed = o.seed;
+    ctx->cuda_ordinal = o.cuda_device;
     int threads = 1;
 #ifdef _OPENMP
     threads = omp_get_max_threads();
 #endif
     snprintf(ctx->device_name, sizeof ctx->device_name, "cpu (%d thread%s)", threads, threads == 1 ? "" : "s");
-#ifdef KB_WITH_CUDA
-    if (ctx->device == KB_DEVICE_CUDA) {
-        st = kb_cuda_open(o.cuda_device, &ctx->cuda_dev, &ctx->cuda_api, ctx->device_name, sizeof ctx->device_name);
-        if (st != KB_OK) {
-            free(ctx);
-            return st;
-        }
+    if (ctx->device == KB_DEVICE_CUDA && kb_ctx_open_cuda(ctx) != KB_OK) {
+        free(ctx);
+        return kb_last_status();
     }
-#endif
     *out = ctx;
     return KB_OK;
 }
@@ -238,14 +250,14 @@ kb_status kb_set_learning_phase(kb_context *ctx, int value) {
 kb_status kb_memory_stats_get(kb_context *ctx, kb_memory_stats *out) {
     if (!ctx) return kb_set_error(KB_ERR_INVALID_ARGUMENT, "kb_memory_stats_get: argument ctx is NULL");
     if (!out) return kb_set_error(KB_ERR_INVALID_ARGUMENT, "kb_memory_stats_get: argument out is NULL");
-    void *dev;
-    const kb_device_api *api = kb_ctx_api(ctx, ctx->device, &dev);
+    void *dev; /* the CUDA pool whenever the context has opened one (a CPU context's CUDA functions too) */
+    const kb_device_api *api = kb_ctx_api(ctx, ctx->cuda_api ? KB_DEVICE_CUDA : KB_DEVICE_CPU, &dev);
     return api->stats(dev, out);
 }
 
 kb_status kb_memory_release(kb_context *ctx) {
     if (!ctx) return kb_set_error(KB_ERR_INVALID_ARGUMENT, "kb_memory_release: argument ctx is NULL");
     void *dev;
-    const kb_device_api *api = kb_ctx_api(ctx, ctx->device, &dev);
+    const kb_device_api *api = kb_ctx_api(ctx, ctx->cuda_api ? KB_DEVICE_CUDA : KB_DEVICE_CPU, &dev);
     return api->release(dev);
 }

@@ -33,7 +33,8 @@ struct kb_context {
     uint64_t seed;
     kb_device device;           /* default device (never AUTO) */
     char device_name[160];
-    void *cuda_dev;             /* NULL when the context has no CUDA device */
+    int cuda_ordinal;           /* the CUDA device this session uses (kb_context_options) */
+    void *cuda_dev;             /* NULL until the context opens its CUDA device */
     const kb_device_api *cuda_api;
     unsigned char fallback_logged[KB_OP_COUNT];
 };
@@ -41,6 +42,10 @@ struct kb_context {
 /* keras.json: fill cfg from defaults, the file and KERAS_BACKEND (config.c). */
 kb_status kb_config_load(kb_config *cfg, const char *keras_home, int read_file);
 void kb_config_defaults(kb_config *cfg);
+/* KB_DEVICE (cpu|cuda|auto) applied to a KB_DEVICE_AUTO choice; KB_ERR_CONFIG if invalid. */
+kb_status kb_env_device(kb_device *d);
+/* Open the session's CUDA device if not yet open (a CPU context may run CUDA functions). */
+kb_status kb_ctx_open_cuda(kb_context *ctx);
 /* Device api and handle for a device kind (the CPU one always exists). */
 const kb_device_api *kb_ctx_api(kb_context *ctx, kb_device d, void **dev);
 

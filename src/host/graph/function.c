@@ -58,28 +58,12 @@ struct kb_function {
 
 /* ------------------------------------------------------------------------------------------ */
 
-static kb_status ensure_cuda(kb_context *ctx) {
-#ifdef KB_WITH_CUDA
-    if (ctx->cuda_api) return KB_OK;
-    if (kb_cuda_count() == 0) return kb_set_error(KB_ERR_NO_DEVICE, "kb_function_new: no CUDA GPU is present");
-    char name[160];
-    KB_TRY(kb_cuda_open(0, &ctx->cuda_dev, &ctx->cuda_api, name, sizeof name));
-    return KB_OK;
-#else
-    (void)ctx;
-    return kb_set_error(KB_ERR_NO_DEVICE, "kb_function_new: CUDA asked for, but kb was built without CUDA");
-#endif
-}
-
 static kb_status resolve_device(kb_context *ctx, kb_device asked, kb_device *out) {
-    /* KB_DEVICE chooses for AUTO only: an explicit device in the call wins */
-    const char *env = asked == KB_DEVICE_AUTO ? getenv("KB_DEVICE") : NULL;
-    if (env && strcmp(env, "cpu") == 0) asked = KB_DEVICE_CPU;
-    else if (env && (strcmp(env, "cuda") == 0 || strcmp(env, "gpu") == 0)) asked = KB_DEVICE_CUDA;
+    KB_TRY(kb_env_device(&asked));
     if (asked == KB_DEVICE_AUTO) asked = ctx->device;
     if (asked != KB_DEVICE_CPU && asked != KB_DEVICE_CUDA)
         return kb_set_error(KB_ERR_INVALID_ARGUMENT, "kb_function_new: invalid device %d", (int)asked);
-    if (asked == KB_DEVICE_CUDA) KB_TRY(ensure_cuda(ctx));
+    if (asked == KB_DEVICE_CUDA) KB_TRY(kb_ctx_open_cuda(ctx));
     *out = asked;
     return KB_OK;
 }

@@ -85,6 +85,10 @@ kb_tensor *kb_node(const char *fn, kb_op_id op, kb_tensor *const *in, int n_in, 
         ctx = in[i]->ctx;
     }
     const kb_op_def *def = kb_op_table[op];
+    if (n_in != def->n_inputs) {
+        kb_set_error(KB_ERR_INTERNAL, "%s: %s takes %d inputs, got %d", fn, def->name, def->n_inputs, n_in);
+        return NULL;
+    }
     kb_desc d[KB_MAX_INPUTS], out;
     for (int i = 0; i < n_in; ++i) d[i] = in[i]->desc;
     kb_attrs attrs;
