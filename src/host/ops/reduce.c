@@ -25,22 +25,24 @@ static kb_status infer_reduce(const char *op, const kb_attrs *a, const kb_desc *
     return KB_OK;
 }
 
-static kb_tensor *reduce_grad_node(kb_op_id op, kb_tensor *dy, kb_tensor *ref, const kb_attrs *src, int mean) {
+/* Gradient of a reduction of ref: dy spread back over the reduced axes (divided by the count
+ * for mean). */
+static kb_tensor *spread(kb_tensor *dy, kb_tensor *ref, const kb_attrs *src, int mean) {
     kb_attrs a;
     memset(&a, 0, sizeof a);
     a.axes_mask = src->axes_mask;
     a.keepdims = src->keepdims;
     a.mean_scale = mean;
     kb_tensor *in[2] = {dy, ref};
-    return kb_node(kb_op_table[op]->name, op, in, 2, &a);
+    return kb_node("broadcast_like", KB_OP_BROADCAST_LIKE, in, 2, &a);
 }
 
 static kb_status grad_sum(kb_tensor *n, kb_tensor *dy, kb_tensor **dx) {
-    dx[0] = reduce_grad_node(KB_OP_BROADCAST_LIKE, dy, n->in[0], &n->attrs, 0);
+    dx[0] = spread(dy, n->in[0], &n->attrs, 0);
     return KB_OK;
 }
 static kb_status grad_mean(kb_tensor *n, kb_tensor *dy, kb_tensor **dx) {
-    dx[0] = reduce_grad_node(KB_OP_BROADCAST_LIKE, dy, n->in[0], &n->attrs, 1);
+    dx[0] = spread(dy, n->in[0], &n->attrs, 1);
     return KB_OK;
 }
 static kb_status grad_max(kb_tensor *n, kb_tensor *dy, kb_tensor **dx) {
