@@ -340,6 +340,7 @@ static kb_status make_plan(kb_function *fn, const kb_feed *feeds, kb_plan **out)
     int n = fn->n_nodes;
     kb_plan *p = (kb_plan *)calloc(1, sizeof *p);
     blk *fl = NULL;
+    int *die_head = NULL, *die_next = NULL;
     kb_status st = KB_OK;
     if (!p) return kb_set_error(KB_ERR_OUT_OF_MEMORY, "kb_function_call: out of host memory");
     p->desc = (kb_desc *)calloc((size_t)n + 1, sizeof *p->desc);
@@ -381,7 +382,21 @@ static kb_status make_plan(kb_function *fn, const kb_feed *feeds, kb_plan **out)
         }
     }
     if (st != KB_OK) goto done;
-    /* arena offsets by lifetime */
+    /* arena offsets by lifetime: bucket each root by the step after which it is dead */
+    die_head = (int *)malloc(sizeof(int) * ((size_t)n + 1));
+    die_next = (int *)malloc(sizeof(int) * ((size_t)n + 1));
+    if (!die_head || !die_next) {
+        st = kb_set_error(KB_ERR_OUT_OF_MEMORY, "kb_function_call: out of host memory");
+        goto done;
+    }
+    for (int k = 0; k < n; ++k) die_head[k] = -1;
+    for (int r = n - 1; r >= 0; --r) {
+        int lu = fn->last_use[r];
+        if (!needs_arena(fn, r) || lu == INT_MAX) continue;
+        int d = lu < 0 ? r : lu; /* an unread root dies right away */
+        die_next[r] = die_head[d];
+        die_head[d] = r;
+    }
     int nfl = 0;
     size_t top = 0;
     for (int k = 0; k < n; ++k) {
@@ -390,20 +405,17 @@ static kb_status make_plan(kb_function *fn, const kb_feed *feeds, kb_plan **out)
             size_t sz = (desc_bytes(&p->desc[k]) + KB_ALIGN - 1) / KB_ALIGN * KB_ALIGN;
             p->offset[k] = (int64_t)arena_take(fl, &nfl, &top, sz ? sz : KB_ALIGN);
         }
-        /* free the roots whose last reader is k (an unread root dies right away) */
-        for (int r = 0; r <= k; ++r) {
-            if (p->offset[r] < 0 || fn->root[r] != r) continue;
-            int lu = fn->last_use[r];
-            if (lu == k || (lu < 0 && r == k)) {
-                size_t sz = (desc_bytes(&p->desc[r]) + KB_ALIGN - 1) / KB_ALIGN * KB_ALIGN;
-                arena_give(fl, &nfl, (size_t)p->offset[r], sz ? sz : KB_ALIGN);
-            }
+        for (int r = die_head[k]; r >= 0; r = die_next[r]) {
+            size_t sz = (desc_bytes(&p->desc[r]) + KB_ALIGN - 1) / KB_ALIGN * KB_ALIGN;
+            arena_give(fl, &nfl, (size_t)p->offset[r], sz ? sz : KB_ALIGN);
         }
     }
     p->arena_size = top;
     st = fn->api->alloc(fn->dev, top, &p->arena);
 done:
     free(fl);
+    free(die_head);
+    free(die_next);
     if (st != KB_OK) {
         p->arena = NULL;
         plan_free(fn, p);

@@ -1,0 +1,107 @@
+// The function planner: buffers are reused by lifetime (and views share their input's buffer),
+// so a wrong lifetime shows up as a wrong value. Random DAGs with many short- and long-lived
+// intermediates, views and broadcasts are checked against a double-precision reference computed
+// here, node by node, for several output sets (each gives different lifetimes) and two calls.
+#include <cmath>
+
+#include "kb_test_util.h"
+
+namespace {
+
+using namespace kbt;
+
+class Planner : public KbTest {};
+
+struct Node {
+    kb_tensor *t;
+    std::vector<double> v; // (4, 6) values, row-major
+};
+
+constexpr int R = 4, C = 6;
+
+TEST_F(Planner, RandomDagsMatchReference) {
+    for (int trial = 0; trial < 6; ++trial) {
+        std::vector<Node> nodes;
+        for (int i = 0; i < 3; ++i) { // leaves: two variables and a constant
+            std::vector<double> v = random_values(gen, R * C, -1, 1);
+            kb_tensor *t = i < 2 ? make_var(ctx, v, {R, C}, KB_FLOAT64) : make_const(ctx, v, {R, C}, KB_FLOAT64);
+            nodes.push_back({t, v});
+        }
+        std::vector<double> row = random_values(gen, C, 0.5, 1.5);
+        kb_tensor *rowt = make_const(ctx, row, {C}, KB_FLOAT64);
+        std::uniform_int_distribution<int> pick_op(0, 6);
+        for (int k = 0; k < 40; ++k) {
+            // prefer recent nodes, sometimes reach far back (long lifetimes)
+            std::uniform_int_distribution<size_t> near(nodes.size() > 4 ? nodes.size() - 4 : 0, nodes.size() - 1);
+            std::uniform_int_distribution<size_t> any(0, nodes.size() - 1);
+            const Node &a = nodes[gen() % 3 ? near(gen) : any(gen)];
+            const Node &b = nodes[any(gen)];
+            Node n;
+            n.v.resize(R * C);
+            int64_t flat[1] = {R * C}, back[2] = {R, C};
+            switch (pick_op(gen)) {
+            case 0:
+                n.t = kb_add(a.t, b.t);
+                for (int i = 0; i < R * C; ++i) n.v[i] = a.v[i] + b.v[i];
+                break;
+            case 1:
+                n.t = kb_subtract(a.t, b.t);
+                for (int i = 0; i < R * C; ++i) n.v[i] = a.v[i] - b.v[i];
+                break;
+            case 2: // keep magnitudes bounded: a*b/(1+|.|) is not available, so scale by the row
+                n.t = kb_multiply(kb_multiply(a.t, b.t), rowt);
+                for (int i = 0; i < R * C; ++i) n.v[i] = a.v[i] * b.v[i] * row[i % C];
+                break;
+            case 3:
+                n.t = kb_negative(a.t);
+                for (int i = 0; i < R * C; ++i) n.v[i] = -a.v[i];
+                break;
+            case 4: // a view of a view: shares the buffer
+                n.t = kb_reshape(kb_identity(kb_reshape(a.t, flat, 1)), back, 2);
+                n.v = a.v;
+                break;
+            case 5: { // a reduction broadcast back: a - mean(a, axis 1, keepdims)
+                int ax = 1;
+                n.t = kb_subtract(a.t, kb_mean(a.t, &ax, 1, 1));
+                for (int r = 0; r < R; ++r) {
+                    double m = 0;
+                    for (int c = 0; c < C; ++c) m += a.v[r * C + c];
+                    for (int c = 0; c < C; ++c) n.v[r * C + c] = a.v[r * C + c] - m / C;
+                }
+                break;
+            }
+            default:
+                n.t = kb_divide(a.t, rowt);
+                for (int i = 0; i < R * C; ++i) n.v[i] = a.v[i] / row[i % C];
+                break;
+            }
+            ASSERT_NE(n.t, nullptr) << kb_last_error();
+            nodes.push_back(n);
+        }
+        for (int set = 0; set < 3; ++set) {
+            std::vector<size_t> idx;
+            for (int j = 0; j < 5; ++j) idx.push_back(3 + gen() % (nodes.size() - 3));
+            idx.push_back(nodes.size() - 1);
+            std::vector<kb_tensor *> outs;
+            for (size_t i : idx) outs.push_back(nodes[i].t);
+            kb_function *fn = kb_function_new(ctx, nullptr, 0, outs.data(), (int)outs.size(), nullptr, 0,
+                                              KB_DEVICE_CPU);
+            ASSERT_NE(fn, nullptr) << kb_last_error();
+            for (int call = 0; call < 2; ++call) {
+                ASSERT_TRUE(ok(kb_function_call(fn, nullptr, 0)));
+                for (size_t o = 0; o < idx.size(); ++o) {
+                    size_t nb = 0;
+                    const void *p = kb_function_output(fn, (int)o, nullptr, nullptr, nullptr, &nb);
+                    ASSERT_NE(p, nullptr) << kb_last_error();
+                    ASSERT_EQ(nb, sizeof(double) * R * C);
+                    EXPECT_TRUE(allclose(from_bytes(p, R * C, KB_FLOAT64), nodes[idx[o]].v, 1e-12, 1e-12))
+                        << "trial " << trial << ", output set " << set << ", output " << o << " (node "
+                        << idx[o] << "), call " << call;
+                }
+            }
+            kb_function_free(fn);
+        }
+    }
+}
+
+} // namespace
