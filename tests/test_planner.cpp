@@ -104,4 +104,39 @@ TEST_F(Planner, RandomDagsMatchReference) {
     }
 }
 
+// A chain of 20 elementwise ops needs two live buffers at a time, not twenty; views and leaves
+// take no arena space and launch nothing.
+TEST_F(Planner, ArenaReusesDeadBuffers) {
+    std::vector<double> v = random_values(gen, 64 * 64, -1, 1);
+    kb_tensor *x = make_var(ctx, v, {64, 64}, KB_FLOAT64);
+    kb_tensor *y = x;
+    int64_t flat[1] = {64 * 64};
+    for (int i = 0; i < 20; ++i) y = kb_negative(i == 10 ? kb_reshape(y, flat, 1) : y);
+    kb_function *fn = kb_function_new(ctx, nullptr, 0, &y, 1, nullptr, 0, KB_DEVICE_CPU);
+    ASSERT_NE(fn, nullptr) << kb_last_error();
+    ASSERT_TRUE(ok(kb_function_call(fn, nullptr, 0)));
+    kb_function_info info;
+    ASSERT_TRUE(ok(kb_function_get_info(fn, &info)));
+    const size_t one = 64 * 64 * sizeof(double);
+    EXPECT_EQ(info.device, KB_DEVICE_CPU);
+    EXPECT_EQ(info.n_nodes, 22);  // the variable, 20 negatives, one reshape
+    EXPECT_EQ(info.n_kernels, 20);
+    EXPECT_EQ(info.n_host_fallbacks, 0);
+    EXPECT_EQ(info.n_plans, 1);
+    EXPECT_EQ(info.naive_bytes, 20 * one);
+    EXPECT_LE(info.arena_bytes, 2 * one);
+    std::vector<double> want = v; // 20 negations
+    EXPECT_TRUE(allclose(from_bytes(kb_function_output(fn, 0, nullptr, nullptr, nullptr, nullptr), v.size(), KB_FLOAT64),
+                         want, 0, 0));
+    kb_function_free(fn);
+    EXPECT_EQ(kb_function_get_info(nullptr, &info), KB_ERR_INVALID_ARGUMENT);
+}
+
+// Notices go to the session's log callback; setting it needs a context.
+TEST_F(Planner, LogCallbackIsPerContext) {
+    EXPECT_EQ(kb_context_set_log_callback(nullptr, nullptr, nullptr), KB_ERR_INVALID_ARGUMENT);
+    EXPECT_TRUE(ok(kb_context_set_log_callback(ctx, [](kb_log_level, const char *, void *) {}, nullptr)));
+    EXPECT_TRUE(ok(kb_context_set_log_callback(ctx, nullptr, nullptr)));
+}
+
 } // namespace

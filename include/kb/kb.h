@@ -147,6 +147,14 @@ KB_API kb_data_format kb_image_data_format(const kb_context *ctx);
 KB_API kb_status kb_set_image_data_format(kb_context *ctx, kb_data_format f);
 /** The backend name as Keras computes it: non-empty $KERAS_BACKEND > keras.json > "tensorflow". */
 KB_API const char *kb_backend(const kb_context *ctx);
+typedef enum kb_log_level { KB_LOG_DEBUG = 0, KB_LOG_INFO = 1, KB_LOG_WARN = 2, KB_LOG_ERROR = 3 } kb_log_level;
+typedef void (*kb_log_fn)(kb_log_level level, const char *message, void *user);
+/**
+ * Where the session's notices go (e.g. "an op ran on the CPU inside a CUDA function", once per
+ * op). Default (fn NULL): WARN and above to stderr. Errors are never logged: they are returned.
+ */
+KB_API kb_status kb_context_set_log_callback(kb_context *ctx, kb_log_fn fn, void *user);
+
 /** Keras get_uid(prefix): per-prefix counter, first call returns 1. NULL prefix means "". */
 KB_API int kb_get_uid(kb_context *ctx, const char *prefix);
 KB_API void kb_reset_uids(kb_context *ctx);
@@ -285,6 +293,18 @@ typedef struct kb_feed {
 
 /** Run the function with one feed per input, in order. */
 KB_API kb_status kb_function_call(kb_function *fn, const kb_feed *feeds, int n_feeds);
+
+/** What a function is made of and did on its last call. */
+typedef struct kb_function_info {
+    kb_device device;
+    int n_nodes;          /**< tensors the outputs and updates need (leaves included) */
+    int n_kernels;        /**< nodes that launch a kernel (views and leaves do not) */
+    int n_host_fallbacks; /**< of those, ops without a CUDA kernel run on the CPU in a CUDA function */
+    int n_plans;          /**< cached plans (one per input-shape signature, at most 8) */
+    size_t arena_bytes;   /**< arena of the last call's plan (intermediates reused by lifetime) */
+    size_t naive_bytes;   /**< what the same intermediates would take without reuse */
+} kb_function_info;
+KB_API kb_status kb_function_get_info(const kb_function *fn, kb_function_info *out);
 /**
  * Output \p i of the last call: a host buffer owned by the function, valid until the next call
  * or kb_function_free. Shape, rank and dtype through the out-parameters (each may be NULL).

@@ -1,5 +1,6 @@
 /* kb_context: one Keras session (configuration, uids, learning phase, tensors, devices). */
 #include <math.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -101,6 +102,23 @@ void kb_context_free(kb_context *ctx) {
     free(ctx->uids);
     if (ctx->cuda_api) ctx->cuda_api->destroy(ctx->cuda_dev);
     free(ctx);
+}
+
+kb_status kb_context_set_log_callback(kb_context *ctx, kb_log_fn fn, void *user) {
+    if (!ctx) return kb_set_error(KB_ERR_INVALID_ARGUMENT, "kb_context_set_log_callback: argument ctx is NULL");
+    ctx->log_fn = fn;
+    ctx->log_user = user;
+    return KB_OK;
+}
+
+void kb_notice(kb_context *ctx, kb_log_level level, const char *fmt, ...) {
+    char msg[512];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    if (ctx->log_fn) ctx->log_fn(level, msg, ctx->log_user);
+    else if (level >= KB_LOG_WARN) fprintf(stderr, "kb: %s\n", msg);
 }
 
 const kb_device_api *kb_ctx_api(kb_context *ctx, kb_device d, void **dev) {

@@ -3,6 +3,7 @@
 #define KB_CORE_CONTEXT_H
 
 #include <stdint.h>
+#include "core/error.h"
 #include "kb/kb.h"
 #include "graph/device.h"
 #include "ops/op.h"
@@ -37,11 +38,15 @@ struct kb_context {
     void *cuda_dev;             /* NULL until the context opens its CUDA device */
     const kb_device_api *cuda_api;
     unsigned char fallback_logged[KB_OP_COUNT];
+    kb_log_fn log_fn;
+    void *log_user;
 };
 
 /* keras.json: fill cfg from defaults, the file and KERAS_BACKEND (config.c). */
 kb_status kb_config_load(kb_config *cfg, const char *keras_home, int read_file);
 void kb_config_defaults(kb_config *cfg);
+/* A notice through the session's log callback (stderr for WARN and above by default). */
+void kb_notice(kb_context *ctx, kb_log_level level, const char *fmt, ...) KB_PRINTF(3, 4);
 /* KB_DEVICE (cpu|cuda|auto) applied to a KB_DEVICE_AUTO choice; KB_ERR_CONFIG if invalid. */
 kb_status kb_env_device(kb_device *d);
 /* Open the session's CUDA device if not yet open (a CPU context may run CUDA functions). */

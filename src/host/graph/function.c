@@ -100,6 +100,7 @@ void kb_function_free(kb_function *fn) {
 
 kb_device kb_function_device(const kb_function *fn) { return fn ? fn->device : KB_DEVICE_CPU; }
 
+
 static kb_status check_list(const char *what, kb_context **ctx, kb_tensor *const *ts, int n) {
     const char *fn = "kb_function_new";
     if (n < 0 || (n > 0 && !ts))
@@ -518,10 +519,9 @@ static kb_status leaf_ptr(kb_function *fn, kb_tensor *t, void **ptr) {
 static kb_status run_on_host(kb_function *fn, const kb_exec *ex, const kb_op_def *def, kb_tensor *t, kb_buf *in,
                              kb_buf *out) {
     kb_context *ctx = fn->ctx;
-    if (!ctx->fallback_logged[t->op]) {
+    if (!ctx->fallback_logged[t->op] && !(def->flags & KB_OPF_HOST)) {
         ctx->fallback_logged[t->op] = 1;
-        if (!(def->flags & KB_OPF_HOST))
-            fprintf(stderr, "kb: %s has no CUDA kernel yet: it runs on the CPU inside CUDA functions\n", def->name);
+        kb_notice(ctx, KB_LOG_WARN, "%s has no CUDA kernel yet: it runs on the CPU inside CUDA functions", def->name);
     }
     kb_status st = KB_OK;
     void *h[KB_MAX_INPUTS + 1] = {0};
@@ -705,6 +705,31 @@ kb_status kb_function_get_output(const kb_function *fn, int i, void *out, size_t
                             nbytes);
     if (nb && !out) return kb_set_error(KB_ERR_INVALID_ARGUMENT, "kb_function_get_output: argument out is NULL");
     if (nb) memcpy(out, p, nb);
+    return KB_OK;
+}
+
+kb_status kb_function_get_info(const kb_function *fn, kb_function_info *out) {
+    if (!fn) return kb_set_error(KB_ERR_INVALID_ARGUMENT, "kb_function_get_info: argument fn is NULL");
+    if (!out) return kb_set_error(KB_ERR_INVALID_ARGUMENT, "kb_function_get_info: argument out is NULL");
+    memset(out, 0, sizeof *out);
+    out->device = fn->device;
+    out->n_nodes = fn->n_nodes;
+    for (int k = 0; k < fn->n_nodes; ++k) {
+        const kb_tensor *t = fn->nodes[k];
+        if (t->kind != KB_KIND_OP || (kb_op_table[t->op]->flags & KB_OPF_ALIAS)) continue;
+        out->n_kernels++;
+        out->n_host_fallbacks += fn->device == KB_DEVICE_CUDA && !kb_op_table[t->op]->cuda;
+    }
+    const kb_plan *last = NULL;
+    for (const kb_plan *p = fn->plans; p; p = p->next) {
+        out->n_plans++;
+        if (!last || p->last_used > last->last_used) last = p;
+    }
+    if (last) {
+        out->arena_bytes = last->arena_size;
+        for (int k = 0; k < fn->n_nodes; ++k)
+            if (needs_arena(fn, k)) out->naive_bytes += (desc_bytes(&last->desc[k]) + KB_ALIGN - 1) / KB_ALIGN * KB_ALIGN;
+    }
     return KB_OK;
 }
 
