@@ -89,6 +89,9 @@ extern "C" cudaStream_t kb_cuda_stream(struct kb_cuda_device *dev) { return dev-
 
 extern "C" kb_status kb_cuda_cublas(struct kb_cuda_device *dev, cublasHandle_t *out) {
     if (!dev->cublas) {
+        /* cublasCreate binds the handle (and the workspace below) to the current device, which
+         * another context may have switched since this one last ran. */
+        KB_TRY(kb_cuda_bind(dev));
         cublasHandle_t h = NULL;
         KB_CUBLAS_CHECK(cublasCreate(&h));
         cublasStatus_t st = cublasSetStream(h, dev->stream);
@@ -128,6 +131,7 @@ extern "C" kb_status kb_cuda_set_tf32(struct kb_cuda_device *dev, int on) {
 
 extern "C" kb_status kb_cuda_curand(struct kb_cuda_device *dev, curandGenerator_t *out) {
     if (!dev->curand) {
+        KB_TRY(kb_cuda_bind(dev)); /* the generator's state lives on the current device */
         curandGenerator_t g = NULL;
         KB_CURAND_CHECK(curandCreateGenerator(&g, CURAND_RNG_PSEUDO_PHILOX4_32_10));
         curandStatus_t st = curandSetStream(g, dev->stream);
@@ -153,6 +157,7 @@ extern "C" kb_status kb_cuda_cudnn(struct kb_cuda_device *dev, cudnnHandle_t *ou
                                 "(built against %d.%d.%d)",
                                 v / 10000, (v / 100) % 100, v % 100, CUDNN_MAJOR, CUDNN_MINOR,
                                 CUDNN_PATCHLEVEL);
+        KB_TRY(kb_cuda_bind(dev)); /* cudnnCreate uses the current device */
         cudnnHandle_t h = NULL;
         KB_CUDNN_CHECK(cudnnCreate(&h));
         cudnnStatus_t st = cudnnSetStream(h, dev->stream);
@@ -263,11 +268,12 @@ static kb_status cu_alloc(void *vd, size_t n, void **p) {
     }
     if (e == cudaErrorMemoryAllocation) {
         (void)cudaGetLastError();
-        size_t in_use, reserved = pool_reserved(d);
+        size_t in_use, reserved = d->use_pool ? pool_reserved(d) : 0;
         {
-            std::lock_guard<std::mutex> lk(d->mu);
+            std::lock_guard<std::mutex> lk(d->mu); /* in_use is shared with cu_free on other threads */
             in_use = d->in_use;
         }
+        if (!d->use_pool) reserved = in_use;
         return kb_set_error(KB_ERR_OUT_OF_MEMORY,
                             "cuda:%d: out of memory allocating %zu bytes (in use %zu, reserved %zu)",
                             d->ordinal, n, in_use, reserved);

@@ -1,7 +1,8 @@
 /*
  * Reduction kernels: sum, mean, max over any set of axes (a->axes_mask), max_grad, sum_like
  * (sum a broadcast gradient back to a shape) and broadcast_like (its adjoint). float32/float64;
- * float32 accumulates in float (tree reduction), float64 in double.
+ * both accumulate in double, as the CPU reference does (a float accumulator drifts badly when
+ * one thread sums ~1M elements of a whole-tensor reduction), and round once at the store.
  *
  * Shapes: the input is viewed as kept dims x reduced dims (kb_rplan, both coalesced); the
  * output holds one element per group, in the C order of the kept dims, which is the memory
@@ -35,25 +36,26 @@ __device__ __forceinline__ T group_reduce_any(T v, Op op, T identity, T *sh) {
  * __syncthreads inside need. */
 template <typename T, int G, int KIND>
 __global__ void k_reduce(const T *__restrict__ x, T *__restrict__ y, kb_rplan p, double scale) {
-    __shared__ T sh[32];
+    /* Accumulator: double for float32 too (max is exact either way). */
+    __shared__ double sh[32];
     const int lane = (int)(threadIdx.x % G);
     const int64_t slot = ((int64_t)blockIdx.x * blockDim.x + threadIdx.x) / G;
     const int64_t nslots = ((int64_t)gridDim.x * blockDim.x) / G;
-    const T identity = KIND == R_MAX ? (T)-INFINITY : (T)0;
+    const double identity = KIND == R_MAX ? -(double)INFINITY : 0.0;
     for (int64_t o = slot; o < p.n_out; o += nslots) {
         const T *xg = x + kb_imap_offset<0>(p.kept, o);
-        T acc = identity;
+        double acc = identity;
         if (KIND == R_MAX) {
-            for (int64_t j = lane; j < p.R; j += G) acc = kb_max_nan(acc, xg[kb_imap_offset<0>(p.red, j)]);
+            for (int64_t j = lane; j < p.R; j += G) acc = kb_max_nan(acc, (double)xg[kb_imap_offset<0>(p.red, j)]);
             acc = group_reduce_any<G>(acc, kb_op_max(), identity, sh);
         } else {
-            for (int64_t j = lane; j < p.R; j += G) acc += xg[kb_imap_offset<0>(p.red, j)];
+            for (int64_t j = lane; j < p.R; j += G) acc += (double)xg[kb_imap_offset<0>(p.red, j)];
             acc = group_reduce_any<G>(acc, kb_op_sum(), identity, sh);
             /* Final scaling in double, as the CPU. mean of an empty group: 0/0 = NaN. */
-            if (KIND == R_MEAN) acc = (T)((double)acc / (double)p.R);
-            if (KIND == R_SCALE) acc = (T)((double)acc * scale);
+            if (KIND == R_MEAN) acc = acc / (double)p.R;
+            if (KIND == R_SCALE) acc = acc * scale;
         }
-        if (lane == 0) y[o] = acc;
+        if (lane == 0) y[o] = (T)acc;
     }
 }
 
