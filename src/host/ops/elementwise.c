@@ -70,11 +70,13 @@ static kb_status grad_sqrt(kb_tensor *n, kb_tensor *dy, kb_tensor **dx) {
     dx[0] = kb_node2("sqrt_grad", KB_OP_SQRT_GRAD, dy, n->in[0]);
     return KB_OK;
 }
-static kb_status grad_sqrt_grad(kb_tensor *n, kb_tensor *dy, kb_tensor **dx) {
-    /* sqrt_grad(dy, x) = dy * g(x): linear in dy; its x-derivative (second order of sqrt) is not built. */
-    dx[0] = kb_node2("sqrt_grad", KB_OP_SQRT_GRAD, dy, n->in[1]);
-    dx[1] = NULL;
-    return kb_set_error(KB_ERR_NOT_SUPPORTED, "gradients: the second derivative of sqrt is not implemented yet");
+/* n = sqrt_grad(dy, x) = dy / (2 sqrt(x)) (0 where x < 0): linear in dy, and
+ * dn/dx = -dy / (4 x^1.5) = -n / (2x), which is 0 where x < 0 since n is. */
+static kb_status grad_sqrt_grad(kb_tensor *n, kb_tensor *g, kb_tensor **dx) {
+    kb_tensor *x = n->in[1];
+    dx[0] = kb_node2("sqrt_grad", KB_OP_SQRT_GRAD, g, x);
+    dx[1] = kb_g_sum_like(kb_negative(kb_divide(kb_multiply(g, n), kb_multiply(x, kb_scalar(x->ctx, 2.0, x->desc.dtype)))), x);
+    return KB_OK;
 }
 
 const kb_op_def kb_opdef_negative = {"negative", 1, 0, kb_infer_unary_float, grad_negative, kb_cpu_negative,

@@ -83,9 +83,19 @@ static kb_status infer_max_grad(const char *op, const kb_attrs *a, const kb_desc
     *out = in[0];
     return KB_OK;
 }
-static kb_status grad_max_grad(kb_tensor *n, kb_tensor *dy, kb_tensor **dx) {
-    (void)n; (void)dy; (void)dx;
-    return kb_set_error(KB_ERR_NOT_SUPPORTED, "gradients: the second derivative of max is not implemented yet");
+/* max_grad(x, y, dy) = dy spread over each group's maxima / their count: linear in dy, so its
+ * adjoint sums g * (mask / count) back over the group; piecewise constant in x and y (no gradient). */
+static kb_status grad_max_grad(kb_tensor *n, kb_tensor *g, kb_tensor **dx) {
+    kb_tensor *in[3] = {n->in[0], n->in[1], kb_ones_like(n->in[2], n->in[2]->desc.dtype)};
+    kb_tensor *share = kb_node("max_grad", KB_OP_MAX_GRAD, in, 3, &n->attrs); /* mask / count */
+    kb_attrs a;
+    memset(&a, 0, sizeof a);
+    a.axes_mask = n->attrs.axes_mask;
+    a.keepdims = n->attrs.keepdims;
+    kb_tensor *prod = kb_multiply(g, share);
+    dx[0] = dx[1] = NULL;
+    dx[2] = kb_node("sum", KB_OP_SUM, &prod, 1, &a);
+    return KB_OK;
 }
 const kb_op_def kb_opdef_max_grad = {"max_grad", 3, KB_OPF_INTERNAL, infer_max_grad, grad_max_grad, kb_cpu_max_grad,
                                      KB_CUDA_KERNEL(max_grad)};
