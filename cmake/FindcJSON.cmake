@@ -1,5 +1,5 @@
 # Finds cJSON (Debian: libcjson-dev) and defines cJSON::cJSON.
-find_path(CJSON_INCLUDE_DIR cJSON.h PATH_SUFFIXES cjson)
+find_path(CJSON_INCLUDE_DIR cjson/cJSON.h)   # kb includes <cjson/cJSON.h>
 find_library(CJSON_LIBRARY NAMES cjson)
 include(FindPackageHandleStandardArgs)
 find_package_handle_standard_args(cJSON REQUIRED_VARS CJSON_LIBRARY CJSON_INCLUDE_DIR)
