@@ -132,6 +132,22 @@ TEST_F(Planner, ArenaReusesDeadBuffers) {
     EXPECT_EQ(kb_function_get_info(nullptr, &info), KB_ERR_INVALID_ARGUMENT);
 }
 
+// One tensor listed as many outputs (more than the session has tensors): each output gets it.
+TEST_F(Planner, SameOutputManyTimes) {
+    kb_tensor *x = make_const(ctx, {1, -2}, {2}, KB_FLOAT64);
+    kb_tensor *y = kb_negative(x);
+    std::vector<kb_tensor *> outs(7, y);
+    outs[3] = x;
+    kb_function *fn = kb_function_new(ctx, nullptr, 0, outs.data(), (int)outs.size(), nullptr, 0, KB_DEVICE_CPU);
+    ASSERT_NE(fn, nullptr) << kb_last_error();
+    ASSERT_TRUE(ok(kb_function_call(fn, nullptr, 0)));
+    for (int i = 0; i < 7; ++i)
+        EXPECT_TRUE(allclose(from_bytes(kb_function_output(fn, i, nullptr, nullptr, nullptr, nullptr), 2, KB_FLOAT64),
+                             i == 3 ? std::vector<double>{1, -2} : std::vector<double>{-1, 2}, 0, 0))
+            << "output " << i;
+    kb_function_free(fn);
+}
+
 // Notices go to the session's log callback; setting it needs a context.
 TEST_F(Planner, LogCallbackIsPerContext) {
     EXPECT_EQ(kb_context_set_log_callback(nullptr, nullptr, nullptr), KB_ERR_INVALID_ARGUMENT);

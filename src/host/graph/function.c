@@ -193,14 +193,14 @@ kb_function *kb_function_new(kb_context *ctx, kb_tensor *const *inputs, int n_in
     /* prune: everything the outputs and updates reach */
     ALLOC(need, nt);
     ALLOC(stack, nt);
-    int sp = 0;
-    for (int i = 0; i < n_outputs; ++i) stack[sp++] = outputs[i];
-    for (int i = 0; i < n_updates; ++i)
-        if (!need[updates[i]->id]) {
-            need[updates[i]->id] = 1;
-            stack[sp++] = updates[i];
+    int sp = 0; /* each tensor is pushed once (marked when pushed), so the stack holds at most nt */
+    for (int i = 0; i < n_outputs + n_updates; ++i) {
+        kb_tensor *t = i < n_outputs ? outputs[i] : updates[i - n_outputs];
+        if (!need[t->id]) {
+            need[t->id] = 1;
+            stack[sp++] = t;
         }
-    for (int i = 0; i < n_outputs; ++i) need[outputs[i]->id] = 1;
+    }
     while (sp) {
         kb_tensor *t = stack[--sp];
         for (int i = 0; i < t->n_in; ++i)
