@@ -9,53 +9,49 @@
 #include "cpu/cpu_common.h"
 #include "cpu/cpu_kernels.h"
 
+/* Broadcasting walks rows of the innermost axis: the row's input offsets come from one div/mod
+ * pass, then each input advances by its innermost stride (0 when broadcast, 1 otherwise). */
+#define BINARY_T(NAME, T, EXPR)                                                                   \
+    static void NAME##_##T(const T *x, const T *y, T *o, const kb_buf *bx, const kb_buf *by,       \
+                           const kb_buf *out, const kb_attrs *A) {                                \
+        (void)A;                                                                                  \
+        int64_t n = out->size;                                                                    \
+        if (kb_same_shape(bx, out) && kb_same_shape(by, out)) {                                   \
+            _Pragma("omp parallel for if (n > KB_OMP_MIN)") for (int64_t i = 0; i < n; ++i) {     \
+                T a = x[i], b = y[i];                                                             \
+                o[i] = (T)(EXPR);                                                                 \
+            }                                                                                     \
+            return;                                                                               \
+        }                                                                                         \
+        int64_t sx[KB_MAX_RANK], sy[KB_MAX_RANK];                                                 \
+        kb_bcast_strides(bx, out, sx);                                                            \
+        kb_bcast_strides(by, out, sy);                                                            \
+        int last = out->rank - 1;                                                                 \
+        int64_t inner = out->shape[last], rows = n / inner, ix = sx[last], iy = sy[last];         \
+        _Pragma("omp parallel for if (n > KB_OMP_MIN)") for (int64_t r = 0; r < rows; ++r) {      \
+            const T *xr = x + kb_bcast_offset(r * inner, out, sx);                                \
+            const T *yr = y + kb_bcast_offset(r * inner, out, sy);                                \
+            T *orow = o + r * inner;                                                              \
+            for (int64_t j = 0; j < inner; ++j) {                                                 \
+                T a = xr[j * ix], b = yr[j * iy];                                                 \
+                orow[j] = (T)(EXPR);                                                              \
+            }                                                                                     \
+        }                                                                                         \
+    }
+
+/* out = EXPR(a, b) for float32 and float64; A is the node's attrs. Shapes differ only when
+ * broadcasting, so out has rank >= 1 and no zero-size axis there (size-0 outputs never run). */
 #define BINARY_KERNEL(NAME, EXPR)                                                                 \
-    static void NAME##_f32(const float *x, const float *y, float *o, const kb_buf *bx, const kb_buf *by, \
-                           const kb_buf *out, const kb_attrs *A) {                                                   \
-        int64_t n = out->size;                                                                    \
-        (void)A;                                                                                  \
-        if (kb_same_shape(bx, out) && kb_same_shape(by, out)) {                                   \
-            _Pragma("omp parallel for if (n > KB_OMP_MIN)") for (int64_t i = 0; i < n; ++i) {     \
-                float a = x[i], b = y[i];                                                         \
-                o[i] = (EXPR);                                                                    \
-            }                                                                                     \
-            return;                                                                               \
-        }                                                                                         \
-        int64_t sx[KB_MAX_RANK], sy[KB_MAX_RANK];                                                 \
-        kb_bcast_strides(bx, out, sx);                                                            \
-        kb_bcast_strides(by, out, sy);                                                            \
-        _Pragma("omp parallel for if (n > KB_OMP_MIN)") for (int64_t i = 0; i < n; ++i) {         \
-            float a = x[kb_bcast_offset(i, out, sx)], b = y[kb_bcast_offset(i, out, sy)];         \
-            o[i] = (EXPR);                                                                        \
-        }                                                                                         \
-    }                                                                                             \
-    static void NAME##_f64(const double *x, const double *y, double *o, const kb_buf *bx, const kb_buf *by, \
-                           const kb_buf *out, const kb_attrs *A) {                                                   \
-        int64_t n = out->size;                                                                    \
-        (void)A;                                                                                  \
-        if (kb_same_shape(bx, out) && kb_same_shape(by, out)) {                                   \
-            _Pragma("omp parallel for if (n > KB_OMP_MIN)") for (int64_t i = 0; i < n; ++i) {     \
-                double a = x[i], b = y[i];                                                        \
-                o[i] = (EXPR);                                                                    \
-            }                                                                                     \
-            return;                                                                               \
-        }                                                                                         \
-        int64_t sx[KB_MAX_RANK], sy[KB_MAX_RANK];                                                 \
-        kb_bcast_strides(bx, out, sx);                                                            \
-        kb_bcast_strides(by, out, sy);                                                            \
-        _Pragma("omp parallel for if (n > KB_OMP_MIN)") for (int64_t i = 0; i < n; ++i) {         \
-            double a = x[kb_bcast_offset(i, out, sx)], b = y[kb_bcast_offset(i, out, sy)];        \
-            o[i] = (EXPR);                                                                        \
-        }                                                                                         \
-    }                                                                                             \
+    BINARY_T(NAME, float, EXPR)                                                                   \
+    BINARY_T(NAME, double, EXPR)                                                                  \
     kb_status kb_cpu_##NAME(const kb_exec *ex, const kb_attrs *attrs, const kb_buf *in, int n_in, kb_buf *out) { \
         (void)n_in;                                                                               \
-        const kb_attrs *A = attrs;                                                                \
-        (void)A;                                                                                  \
         if (out->dtype == KB_FLOAT32)                                                             \
-            NAME##_f32((const float *)in[0].data, (const float *)in[1].data, (float *)out->data, &in[0], &in[1], out, A); \
+            NAME##_float((const float *)in[0].data, (const float *)in[1].data, (float *)out->data, &in[0], &in[1], \
+                         out, attrs);                                                             \
         else if (out->dtype == KB_FLOAT64)                                                        \
-            NAME##_f64((const double *)in[0].data, (const double *)in[1].data, (double *)out->data, &in[0], &in[1], out, A); \
+            NAME##_double((const double *)in[0].data, (const double *)in[1].data, (double *)out->data, &in[0], \
+                          &in[1], out, attrs);                                                    \
         else                                                                                      \
             return kb_cpu_bad_dtype(ex, out->dtype);                                              \
         return KB_OK;                                                                             \
