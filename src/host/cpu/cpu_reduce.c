@@ -49,13 +49,18 @@ static kb_status reduce(const kb_exec *ex, const kb_attrs *a, const kb_buf *x, k
     for (int64_t j = 0; j < n; ++j) acc[j] = kind == R_MAX ? -INFINITY : 0.0;
     int64_t os[KB_MAX_RANK];
     reduce_strides(x, a->axes_mask, os);
-    for (int64_t i = 0; i < x->size; ++i) {
-        int64_t j = map_offset(i, x, os);
-        double v = ld(x, i);
-        if (kind == R_MAX) {
-            if (isnan(v) || v > acc[j]) acc[j] = isnan(acc[j]) ? acc[j] : v;
-        } else {
-            acc[j] += v;
+    /* rows of the innermost axis: one div/mod pass per row, then the output slot advances by
+     * that axis' stride (0 when it is reduced) */
+    int64_t inner = x->rank ? x->shape[x->rank - 1] : 1, step = x->rank ? os[x->rank - 1] : 0;
+    for (int64_t r = 0; inner && r < x->size / inner; ++r) {
+        int64_t j = map_offset(r * inner, x, os);
+        for (int64_t k = 0; k < inner; ++k, j += step) {
+            double v = ld(x, r * inner + k);
+            if (kind == R_MAX) {
+                if (isnan(v) || v > acc[j]) acc[j] = isnan(acc[j]) ? acc[j] : v;
+            } else {
+                acc[j] += v;
+            }
         }
     }
     double count = n ? (double)x->size / (double)n : 0.0;
