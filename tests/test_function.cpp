@@ -501,4 +501,44 @@ TEST_F(Function, BatchGetAndSetValue) {
     EXPECT_TRUE(allclose(get_v(b), {7, 6, 5}, 0, 0));
 }
 
+// A batch of zero rows runs through every op: empty outputs, and reductions over the empty axis
+// give numpy's values (sum 0, mean NaN, max -inf); the gradient of such a loss is zeros.
+TEST_F(Function, EmptyBatch) {
+    int64_t ps[2] = {KB_NONE, 3};
+    kb_tensor *x = kb_placeholder(ctx, ps, 2, KB_FLOAT64, "x");
+    kb_tensor *w = make_var(ctx, {1, -2, 0.5, 3, -1, 2}, {3, 2}, KB_FLOAT64, "w");
+    kb_tensor *b = make_var(ctx, {0.25, -0.5}, {2}, KB_FLOAT64, "b");
+    kb_tensor *y = kb_softmax(kb_relu(kb_add(kb_dot(x, w), b), 0, INFINITY, 0), -1);
+    int ax0 = 0;
+    kb_tensor *s = kb_sum(y, &ax0, 1, 0), *m = kb_mean(y, &ax0, 1, 0), *mx = kb_max(y, &ax0, 1, 0);
+    kb_tensor *loss = kb_sum(kb_square(y), nullptr, 0, 0);
+    kb_tensor *vars[2] = {w, b}, *g[2];
+    ASSERT_TRUE(ok(kb_gradients(loss, vars, 2, g)));
+    kb_tensor *outs[7] = {y, s, m, mx, loss, g[0], g[1]};
+    kb_function *fn = kb_function_new(ctx, &x, 1, outs, 7, nullptr, 0, KB_DEVICE_CPU);
+    ASSERT_NE(fn, nullptr) << kb_last_error();
+    int64_t fs[2] = {0, 3};
+    kb_feed f = {nullptr, 0, KB_FLOAT64, 2, fs};
+    ASSERT_TRUE(ok(kb_function_call(fn, &f, 1)));
+    int rank = 0;
+    int64_t shape[KB_MAX_RANK];
+    size_t nb = 1;
+    ASSERT_NE(kb_function_output(fn, 0, nullptr, &rank, shape, &nb), nullptr);
+    EXPECT_EQ(rank, 2);
+    EXPECT_EQ(shape[0], 0);
+    EXPECT_EQ(shape[1], 2);
+    EXPECT_EQ(nb, 0u);
+    auto out = [&](int i, size_t n) {
+        return from_bytes(kb_function_output(fn, i, nullptr, nullptr, nullptr, nullptr), n, KB_FLOAT64);
+    };
+    const double inf = INFINITY, nan = NAN;
+    EXPECT_TRUE(allclose(out(1, 2), {0, 0}, 0, 0)) << "sum over an empty axis";
+    EXPECT_TRUE(allclose(out(2, 2), {nan, nan}, 0, 0)) << "mean over an empty axis";
+    EXPECT_TRUE(allclose(out(3, 2), {-inf, -inf}, 0, 0)) << "max over an empty axis";
+    EXPECT_TRUE(allclose(out(4, 1), {0}, 0, 0)) << "loss";
+    EXPECT_TRUE(allclose(out(5, 6), std::vector<double>(6, 0.0), 0, 0)) << "dloss/dw";
+    EXPECT_TRUE(allclose(out(6, 2), {0, 0}, 0, 0)) << "dloss/db";
+    kb_function_free(fn);
+}
+
 }  // namespace
