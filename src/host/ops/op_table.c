@@ -117,11 +117,6 @@ kb_tensor *kb_g_sum_like(kb_tensor *g, kb_tensor *ref) {
     return kb_node2("sum_like", KB_OP_SUM_LIKE, g, ref);
 }
 
-kb_tensor *kb_g_broadcast_like(kb_tensor *g, kb_tensor *ref) {
-    if (g && ref && kb_desc_same_known_shape(&g->desc, &ref->desc)) return g;
-    return kb_node2("broadcast_like", KB_OP_BROADCAST_LIKE, g, ref);
-}
-
 kb_tensor *kb_g_reshape_like(kb_tensor *g, kb_tensor *ref) {
     return kb_node2("reshape_like", KB_OP_RESHAPE_LIKE, g, ref);
 }

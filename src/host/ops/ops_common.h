@@ -23,7 +23,6 @@ kb_status kb_norm_axis(const char *op, int axis, int rank, int *out);
 
 /* Gradient rule helpers. */
 kb_tensor *kb_g_sum_like(kb_tensor *g, kb_tensor *ref);         /* g reduced to ref's shape */
-kb_tensor *kb_g_broadcast_like(kb_tensor *g, kb_tensor *ref);   /* g broadcast to ref's shape */
 kb_tensor *kb_g_reshape_like(kb_tensor *g, kb_tensor *ref);
 kb_tensor *kb_g_sum_keep(kb_tensor *x, int axis);               /* sum over one axis, keepdims */
 /* Internal clip (K.clip arrives with the tensor-API issue). */
