@@ -133,11 +133,15 @@ static void write_defaults(const kb_config *cfg, const char *path) {
     char *text = cJSON_Print(root);
     cJSON_Delete(root);
     if (!text) return;
-    FILE *f = fopen(path, "w");
+    /* write a private temporary and rename it: a process starting at the same moment reads either
+     * no file or a whole one, never half of it */
+    char tmp[4300];
+    snprintf(tmp, sizeof tmp, "%s.%ld.tmp", path, (long)getpid());
+    FILE *f = fopen(tmp, "w");
     if (f) {
-        fputs(text, f);
-        fputc('\n', f);
-        fclose(f);
+        int ok = fputs(text, f) >= 0 && fputc('\n', f) != EOF;
+        ok = fclose(f) == 0 && ok;
+        if (!ok || rename(tmp, path) != 0) remove(tmp);
     }
     cJSON_free(text);
 }
