@@ -467,4 +467,37 @@ TEST_F(Errors, UserErrorsNeverPrint) {
     EXPECT_EQ(err, "");
 }
 
+// Shapes whose element count overflows are a status, never an overflowed allocation: leaves,
+// placeholders, ops that would produce one, reshape targets and feeds.
+TEST_F(Errors, HugeShapes) {
+    const int64_t big = (int64_t)1 << 40;
+    int64_t s2[2] = {big, big};
+    kb_clear_error();
+    EXPECT_EQ(kb_variable(ctx, nullptr, 0, KB_FLOAT32, s2, 2, nullptr), nullptr);
+    EXPECT_TRUE(has_error(KB_ERR_SHAPE, {"kb_variable", "2^56"}));
+    EXPECT_EQ(kb_zeros(ctx, s2, 2, KB_FLOAT32, nullptr), nullptr);
+    EXPECT_TRUE(has_error(KB_ERR_SHAPE, {"kb_zeros"}));
+    EXPECT_EQ(kb_placeholder(ctx, s2, 2, KB_FLOAT32, nullptr), nullptr);
+    EXPECT_TRUE(has_error(KB_ERR_SHAPE, {"kb_placeholder"}));
+    // (big, 1) * (1, big) broadcasts to big*big
+    int64_t c1[2] = {KB_NONE, 1}, r1[2] = {1, KB_NONE};
+    kb_tensor *a = kb_placeholder(ctx, c1, 2, KB_FLOAT32, "a");
+    kb_tensor *b = kb_placeholder(ctx, r1, 2, KB_FLOAT32, "b");
+    kb_tensor *p = kb_multiply(a, b);
+    ASSERT_NE(p, nullptr) << kb_last_error();
+    kb_tensor *ins[2] = {a, b};
+    kb_function *fn = kb_function_new(ctx, ins, 2, &p, 1, nullptr, 0, KB_DEVICE_CPU);
+    ASSERT_NE(fn, nullptr) << kb_last_error();
+    int64_t fa[2] = {big, 1}, fb[2] = {1, big};
+    kb_feed feeds[2] = {{nullptr, 0, KB_FLOAT32, 2, fa}, {nullptr, 0, KB_FLOAT32, 2, fb}};
+    EXPECT_NE(kb_function_call(fn, feeds, 2), KB_OK) << "a 2^40-element feed with 0 bytes";
+    kb_function_free(fn);
+    kb_tensor *x = make_const(ctx, {1, 2}, {2});
+    int64_t t3[3] = {big, big, 1};
+    EXPECT_EQ(kb_reshape(x, t3, 3), nullptr);
+    EXPECT_TRUE(has_error(KB_ERR_SHAPE, {"kb_reshape"}));
+    kb_tensor *ok_t = kb_multiply(x, x);
+    EXPECT_NE(ok_t, nullptr) << "session usable after the errors";
+}
+
 }  // namespace

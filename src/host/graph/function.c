@@ -375,6 +375,7 @@ static kb_status make_plan(kb_function *fn, const kb_feed *feeds, kb_plan **out)
             for (int i = 0; i < t->n_in; ++i) in[i] = p->desc[fn->in_pos[k * KB_MAX_INPUTS + i]];
             snprintf(label, sizeof label, "%s (%s)", kb_op_table[t->op]->name, t->name);
             st = kb_op_table[t->op]->infer(label, &t->attrs, in, t->n_in, &p->desc[k]);
+            if (st == KB_OK) st = kb_check_size(label, &p->desc[k]);
             /* views and updates must keep the element count of their input */
             if (st == KB_OK && (kb_op_table[t->op]->flags & KB_OPF_ALIAS) &&
                 kb_desc_size(&p->desc[k]) != kb_desc_size(&in[0]))
@@ -482,6 +483,7 @@ static kb_status check_feeds(const kb_function *fn, const kb_feed *feeds, int n_
                 return kb_set_error(KB_ERR_SHAPE, "%s: feed %d has shape %s, placeholder %s has %s", f, i,
                                     kb_shape_str(&d, s1, sizeof s1), ph->name, kb_shape_str(&ph->desc, s2, sizeof s2));
         }
+        KB_TRY(kb_check_size(f, &d));
         size_t need = (size_t)kb_desc_size(&d) * kb_dtype_size(dt);
         if (fd->nbytes != need)
             return kb_set_error(KB_ERR_SHAPE, "%s: feed %d (%s) has %zu bytes, shape %s of %s needs %zu", f, i, ph->name,

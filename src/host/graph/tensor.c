@@ -95,7 +95,7 @@ kb_tensor *kb_node(const char *fn, kb_op_id op, kb_tensor *const *in, int n_in, 
     if (a) attrs = *a;
     else memset(&attrs, 0, sizeof attrs);
     memset(&out, 0, sizeof out);
-    if (def->infer(fn, &attrs, d, n_in, &out) != KB_OK) return NULL;
+    if (def->infer(fn, &attrs, d, n_in, &out) != KB_OK || kb_check_size(fn, &out) != KB_OK) return NULL;
     kb_tensor *t = tensor_alloc(ctx, KB_KIND_OP, def->name, NULL);
     if (!t) return NULL;
     t->op = op;
@@ -155,6 +155,7 @@ static kb_tensor *make_leaf(const char *fn, kb_context *ctx, kb_kind kind, const
     memset(&d, 0, sizeof d);
     if (!check_dtype(fn, ctx, &dtype) || !check_shape(fn, shape, rank, 0, &d)) return NULL;
     d.dtype = dtype;
+    if (kb_check_size(fn, &d) != KB_OK) return NULL;
     int64_t n = kb_desc_size(&d);
     size_t es = kb_dtype_size(dtype), total = (size_t)n * es;
     if (data && nbytes != total && !(fill_ok && nbytes == es)) {
@@ -221,6 +222,7 @@ kb_tensor *kb_placeholder(kb_context *ctx, const int64_t *shape, int rank, kb_dt
     memset(&d, 0, sizeof d);
     if (!check_dtype(fn, ctx, &dtype) || !check_shape(fn, shape, rank, 1, &d)) return NULL;
     d.dtype = dtype;
+    if (kb_check_size(fn, &d) != KB_OK) return NULL;
     kb_tensor *t = tensor_alloc(ctx, KB_KIND_PLACEHOLDER, "placeholder", name);
     if (t) t->desc = d;
     return t;

@@ -108,7 +108,9 @@ kb_status kb_kernel_alias(const kb_exec *ex, const kb_attrs *a, const kb_buf *in
 #endif
 
 /* Helpers shared by infer rules and kernels. */
-int64_t kb_desc_size(const kb_desc *d);     /* -1 if a dim is unknown */
+#define KB_MAX_ELEMS ((int64_t)1 << 56) /* largest element count: bytes never overflow int64 */
+int64_t kb_desc_size(const kb_desc *d);     /* -1 if a dim is unknown; KB_MAX_ELEMS + 1 if too large */
+kb_status kb_check_size(const char *op, const kb_desc *d); /* KB_ERR_SHAPE above KB_MAX_ELEMS */
 /* numpy broadcast of two descs; unknown dims stay unknown unless the other side fixes them. */
 kb_status kb_broadcast_desc(const char *op, const kb_desc *a, const kb_desc *b, kb_desc *out);
 

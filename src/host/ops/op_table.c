@@ -16,11 +16,19 @@ kb_status kb_kernel_alias(const kb_exec *ex, const kb_attrs *a, const kb_buf *in
 
 int64_t kb_desc_size(const kb_desc *d) {
     int64_t n = 1;
+    int big = 0;
     for (int i = 0; i < d->rank; ++i) {
         if (d->shape[i] < 0) return -1;
-        n *= d->shape[i];
+        if (d->shape[i] == 0) return 0;
+        if (big || __builtin_mul_overflow(n, d->shape[i], &n) || n > KB_MAX_ELEMS) big = 1;
     }
-    return n;
+    return big ? KB_MAX_ELEMS + 1 : n;
+}
+
+kb_status kb_check_size(const char *op, const kb_desc *d) {
+    if (kb_desc_size(d) <= KB_MAX_ELEMS) return KB_OK;
+    char s[160];
+    return kb_set_error(KB_ERR_SHAPE, "%s: shape %s has more than 2^56 elements", op, kb_shape_str(d, s, sizeof s));
 }
 
 kb_status kb_broadcast_desc(const char *op, const kb_desc *a, const kb_desc *b, kb_desc *out) {

@@ -157,7 +157,8 @@ static kb_status infer_reshape(const char *op, const kb_attrs *a, const kb_desc 
         } else if (a->shape[i] < 0) {
             return kb_set_error(KB_ERR_SHAPE, "%s: dimension %d is %lld", op, i, (long long)a->shape[i]);
         } else {
-            known *= a->shape[i];
+            if (__builtin_mul_overflow(known, a->shape[i], &known) || known > KB_MAX_ELEMS)
+                return kb_set_error(KB_ERR_SHAPE, "%s: target shape has more than 2^56 elements", op);
         }
     }
     kb_desc o = in[0];
