@@ -46,6 +46,7 @@ struct kb_function {
     int *root;          /* storage root of each node (itself unless it is a view) */
     int *last_use;      /* per root: last schedule position reading it (INT_MAX: kept to the end) */
     int *feed_of;       /* per node: index of the input feeding it, -1 */
+    char (*label)[48];  /* per node: "<op>#<id>" for messages and NVTX, made once at compile */
     kb_plan *plans;
     uint64_t tick;
     void **bufs;        /* per node data pointer during a call */
@@ -94,6 +95,7 @@ void kb_function_free(kb_function *fn) {
     free(fn->root);
     free(fn->last_use);
     free(fn->feed_of);
+    free(fn->label);
     free(fn->bufs);
     free(fn);
 }
@@ -219,11 +221,14 @@ kb_function *kb_function_new(kb_context *ctx, kb_tensor *const *inputs, int n_in
     ALLOC(fn->last_use, n);
     ALLOC(fn->feed_of, n);
     ALLOC(fn->bufs, n);
+    ALLOC(fn->label, n);
     for (int64_t i = 0; i < nt; ++i)
         if (pos[i] >= 0) fn->nodes[pos[i]] = ctx->tensors[i];
     for (int k = 0; k < n; ++k) {
         kb_tensor *t = fn->nodes[k];
         fn->feed_of[k] = -1;
+        if (t->kind == KB_KIND_OP)
+            snprintf(fn->label[k], sizeof fn->label[k], "%s#%lld", kb_op_table[t->op]->name, (long long)t->id);
         for (int i = 0; i < t->n_in; ++i) fn->in_pos[k * KB_MAX_INPUTS + i] = pos[t->in[i]->id];
         fn->root[k] = (t->kind == KB_KIND_OP && (kb_op_table[t->op]->flags & KB_OPF_ALIAS))
                           ? fn->root[fn->in_pos[k * KB_MAX_INPUTS]]
@@ -371,9 +376,8 @@ static kb_status make_plan(kb_function *fn, const kb_feed *feeds, kb_plan **out)
             p->desc[k] = t->desc;
         } else {
             kb_desc in[KB_MAX_INPUTS];
-            char label[96];
             for (int i = 0; i < t->n_in; ++i) in[i] = p->desc[fn->in_pos[k * KB_MAX_INPUTS + i]];
-            snprintf(label, sizeof label, "%s (%s)", kb_op_table[t->op]->name, t->name);
+            const char *label = fn->label[k];
             st = kb_op_table[t->op]->infer(label, &t->attrs, in, t->n_in, &p->desc[k]);
             if (st == KB_OK) st = kb_check_size(label, &p->desc[k]);
             /* views and updates must keep the element count of their input */
@@ -555,7 +559,6 @@ static kb_status run(kb_function *fn, kb_plan *p, const kb_feed *feeds) {
     kb_context *ctx = fn->ctx;
     void **scratch = (void **)calloc((size_t)fn->n_upd + 1, sizeof *scratch);
     kb_status st = scratch ? KB_OK : kb_set_error(KB_ERR_OUT_OF_MEMORY, "kb_function_call: out of host memory");
-    char label[96];
     for (int k = 0; k < fn->n_nodes && st == KB_OK; ++k) {
         kb_tensor *t = fn->nodes[k];
         const kb_desc *d = &p->desc[k];
@@ -600,9 +603,8 @@ static kb_status run(kb_function *fn, kb_plan *p, const kb_feed *feeds) {
             make_buf(&in[i], &p->desc[q], fn->bufs[q]);
         }
         make_buf(&out, d, fn->bufs[k]);
-        snprintf(label, sizeof label, "%s#%lld", def->name, (long long)t->id);
-        kb_exec ex = {ctx, fn->dev, label};
-        api->range_push(fn->dev, label);
+        kb_exec ex = {ctx, fn->dev, fn->label[k]};
+        api->range_push(fn->dev, fn->label[k]);
         if (out.size == 0) st = KB_OK;
         else if (fn->device == KB_DEVICE_CUDA && def->cuda) st = def->cuda(&ex, &t->attrs, in, t->n_in, &out);
         else if (fn->device == KB_DEVICE_CUDA) st = run_on_host(fn, &ex, def, t, in, &out);
