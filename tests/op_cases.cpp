@@ -3,11 +3,7 @@
 #include <cmath>
 
 namespace kbt {
-namespace {
 
-using In = const std::vector<kb_tensor *> &;
-
-// d sum(y * w) / d x: the public way to make an op's gradient (vector-Jacobian product) ops.
 kb_tensor *vjp(kb_tensor *y, kb_tensor *w, kb_tensor *x) {
     kb_tensor *loss = kb_sum(kb_multiply(y, w), nullptr, 0, 0);
     if (!loss) return nullptr;
@@ -20,17 +16,13 @@ kb_tensor *scalar_like(kb_context *ctx, double v, kb_tensor *x) {
     return kb_constant_scalar(ctx, v, kb_dtype_of(x), nullptr, 0);
 }
 
-const Tol T32{1e-5, 1e-6}, T64{1e-12, 1e-12};
-// Reductions and products: summation order may differ between devices.
-const Tol T32R{1e-4, 1e-5}, T64R{1e-10, 1e-12};
-const Tol EXACT{0.0, 0.0};
-
 OpCase mk(kb_op_id op, std::string name, Builder b, std::vector<Shape> shapes,
-          std::vector<Range> ranges, bool grad, Tol t32 = T32, Tol t64 = T64,
-          std::vector<double> kinks = {}) {
+          std::vector<Range> ranges, bool grad, Tol t32, Tol t64, std::vector<double> kinks) {
     return OpCase{op, std::move(name), std::move(b), std::move(shapes), std::move(ranges),
                   std::move(kinks), grad, t32, t64};
 }
+
+namespace {
 
 void add_binary(std::vector<OpCase> &v, kb_op_id op, const char *nm,
                 kb_tensor *(*f)(kb_tensor *, kb_tensor *), std::vector<Range> ranges) {
@@ -256,6 +248,12 @@ std::vector<OpCase> build_cases() {
                        return kb_update(in[0], kb_multiply(in[1], scalar_like(ctx, 2.0, in[1])));
                    },
                    {{2, 3}, {2, 3}}, {sym}, false, T32, T64));
+
+    add_elementwise_cases(v);
+    add_reduce_cases(v);
+    add_shape_cases(v);
+    add_linalg_cases(v);
+    add_image_cases(v);
     return v;
 }
 

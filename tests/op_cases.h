@@ -32,7 +32,32 @@ struct OpCase {
     bool grad;                   // run the finite-difference check
     Tol tol32;                   // parity tolerance, float32
     Tol tol64;                   // parity tolerance, float64
+    bool half = false;           // also run parity in float16 and bfloat16 (tolerance THALF)
 };
+
+using In = const std::vector<kb_tensor *> &;
+
+// Tolerances: elementwise (one or a few roundings), reductions/products (summation order),
+// exact (data movement), and float16/bfloat16 parity (computed in float32, rounded once or a
+// few times to an 8- or 11-bit mantissa).
+const Tol T32{1e-5, 1e-6}, T64{1e-12, 1e-12};
+const Tol T32R{1e-4, 1e-5}, T64R{1e-10, 1e-12};
+const Tol EXACT{0.0, 0.0};
+const Tol THALF{2e-2, 2e-2};
+
+OpCase mk(kb_op_id op, std::string name, Builder b, std::vector<Shape> shapes,
+          std::vector<Range> ranges, bool grad, Tol t32 = T32, Tol t64 = T64,
+          std::vector<double> kinks = {});
+// d sum(y * w) / d x: the public way to make an op's gradient (vector-Jacobian product) ops.
+kb_tensor *vjp(kb_tensor *y, kb_tensor *w, kb_tensor *x);
+kb_tensor *scalar_like(kb_context *ctx, double v, kb_tensor *x);
+
+// The families' cases, one file each (tests/op_cases_<family>.cpp), appended by op_cases().
+void add_elementwise_cases(std::vector<OpCase> &v);
+void add_reduce_cases(std::vector<OpCase> &v);
+void add_shape_cases(std::vector<OpCase> &v);
+void add_linalg_cases(std::vector<OpCase> &v);
+void add_image_cases(std::vector<OpCase> &v);
 
 const std::vector<OpCase> &op_cases();
 // Random inputs for case c (one vector per input).

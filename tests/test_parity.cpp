@@ -1,5 +1,6 @@
 // CPU-vs-CUDA parity: every op case compiled for KB_DEVICE_CPU and KB_DEVICE_CUDA in float32 and
-// float64, outputs compared with the case's per-dtype tolerance. Skips visibly without a GPU.
+// float64 (and float16 / bfloat16 for cases marked `half`), outputs compared with the case's
+// per-dtype tolerance. Skips visibly without a GPU.
 #include <cstring>
 
 #include "op_cases.h"
@@ -33,7 +34,8 @@ TEST_P(OpParity, CpuVsCuda) {
     const bool quiet = c.op == KB_OP_PRINT_TENSOR;
     if (quiet) ::testing::internal::CaptureStdout();
     ::testing::AssertionResult r =
-        parity_check(ctx, c.build, c.shapes, in, dt, dt == KB_FLOAT32 ? c.tol32 : c.tol64);
+        parity_check(ctx, c.build, c.shapes, in, dt,
+                     dt == KB_FLOAT32 ? c.tol32 : dt == KB_FLOAT64 ? c.tol64 : THALF);
     if (quiet) ::testing::internal::GetCapturedStdout();
     EXPECT_TRUE(r) << c.name << " " << kb_dtype_name(dt);
 }
@@ -43,14 +45,21 @@ std::vector<ParityParam> parity_params() {
     for (size_t i = 0; i < op_cases().size(); ++i) {
         p.push_back({i, KB_FLOAT32});
         p.push_back({i, KB_FLOAT64});
+        if (op_cases()[i].half) {
+            p.push_back({i, KB_FLOAT16});
+            p.push_back({i, KB_BFLOAT16});
+        }
     }
     return p;
 }
 
+const char *dtype_suffix(kb_dtype dt) {
+    return dt == KB_FLOAT16 ? "_f16" : dt == KB_BFLOAT16 ? "_bf16" : dt == KB_FLOAT32 ? "_f32" : "_f64";
+}
+
 INSTANTIATE_TEST_SUITE_P(Cases, OpParity, ::testing::ValuesIn(parity_params()),
                          [](const ::testing::TestParamInfo<ParityParam> &p) {
-                             return op_cases()[p.param.index].name +
-                                    (p.param.dtype == KB_FLOAT32 ? "_f32" : "_f64");
+                             return op_cases()[p.param.index].name + dtype_suffix(p.param.dtype);
                          });
 
 class Parity : public KbTest {

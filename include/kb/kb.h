@@ -143,6 +143,17 @@ KB_API kb_status kb_set_floatx(kb_context *ctx, kb_dtype dt);
  */
 KB_API kb_status kb_cast_to_floatx(const kb_context *ctx, const void *src, kb_dtype src_dtype,
                                    size_t n, void *dst, size_t dst_nbytes);
+/**
+ * TF32 tensor-core math for float32 matrix products (dot, batch_dot) on CUDA: off by default, as
+ * Keras users expect float32 results; 1 allows it for this context's functions from now on.
+ */
+KB_API kb_status kb_set_allow_tf32(kb_context *ctx, int allow);
+KB_API int kb_allow_tf32(const kb_context *ctx);
+/**
+ * The cudaStream_t (as void *) this context's CUDA functions run on, opening the device if
+ * needed; NULL (with an error) without CUDA. For interop and for timing with CUDA events.
+ */
+KB_API void *kb_context_cuda_stream(kb_context *ctx);
 KB_API kb_data_format kb_image_data_format(const kb_context *ctx);
 KB_API kb_status kb_set_image_data_format(kb_context *ctx, kb_data_format f);
 /** The backend name as Keras computes it: non-empty $KERAS_BACKEND > keras.json > "tensorflow". */
@@ -356,10 +367,54 @@ KB_API kb_tensor *kb_log(kb_tensor *x);
 /** Keras sqrt clips x to [0, inf) first: sqrt(negative) = 0. */
 KB_API kb_tensor *kb_sqrt(kb_tensor *x);
 
-/* reductions */
+KB_API kb_tensor *kb_abs(kb_tensor *x);
+/** Keras round: half to even (tf.round), e.g. round(2.5) = 2, round(-0.5) = -0. */
+KB_API kb_tensor *kb_round(kb_tensor *x);
+/** sign(0) = 0; NaN stays NaN. */
+KB_API kb_tensor *kb_sign(kb_tensor *x);
+/** Keras pow(x, a) with a scalar exponent (tf.pow). */
+KB_API kb_tensor *kb_pow(kb_tensor *x, double a);
+KB_API kb_tensor *kb_sin(kb_tensor *x);
+KB_API kb_tensor *kb_cos(kb_tensor *x);
+/**
+ * Keras clip(x, min_value, max_value) with number bounds: -INFINITY / INFINITY mean None, and
+ * max_value < min_value gives max_value = min_value. NaN bounds are KB_ERR_INVALID_ARGUMENT.
+ */
+KB_API kb_tensor *kb_clip(kb_tensor *x, double min_value, double max_value);
+/** Keras clip with tensor bounds (broadcast against x); a NULL bound means None. */
+KB_API kb_tensor *kb_clip_tensor(kb_tensor *x, kb_tensor *min_value, kb_tensor *max_value);
+/** Elementwise max / min with broadcasting (gradient to x where x >= y, as TF). */
+KB_API kb_tensor *kb_maximum(kb_tensor *x, kb_tensor *y);
+KB_API kb_tensor *kb_minimum(kb_tensor *x, kb_tensor *y);
+
+/* comparisons: numpy broadcasting, inputs of one dtype, a KB_BOOL result, no gradient */
+KB_API kb_tensor *kb_equal(kb_tensor *x, kb_tensor *y);
+KB_API kb_tensor *kb_not_equal(kb_tensor *x, kb_tensor *y);
+KB_API kb_tensor *kb_greater(kb_tensor *x, kb_tensor *y);
+KB_API kb_tensor *kb_greater_equal(kb_tensor *x, kb_tensor *y);
+KB_API kb_tensor *kb_less(kb_tensor *x, kb_tensor *y);
+KB_API kb_tensor *kb_less_equal(kb_tensor *x, kb_tensor *y);
+
+/* reductions over `axes` (NULL/0 = all axes), keepdims as Keras */
 KB_API kb_tensor *kb_sum(kb_tensor *x, const int *axes, int n_axes, int keepdims);
 KB_API kb_tensor *kb_mean(kb_tensor *x, const int *axes, int n_axes, int keepdims);
 KB_API kb_tensor *kb_max(kb_tensor *x, const int *axes, int n_axes, int keepdims);
+KB_API kb_tensor *kb_min(kb_tensor *x, const int *axes, int n_axes, int keepdims);
+KB_API kb_tensor *kb_prod(kb_tensor *x, const int *axes, int n_axes, int keepdims);
+/** Population variance / standard deviation (divide by N); bool input is cast to floatx. */
+KB_API kb_tensor *kb_var(kb_tensor *x, const int *axes, int n_axes, int keepdims);
+KB_API kb_tensor *kb_std(kb_tensor *x, const int *axes, int n_axes, int keepdims);
+/** any / all: x is cast to bool; the result is KB_BOOL. */
+KB_API kb_tensor *kb_any(kb_tensor *x, const int *axes, int n_axes, int keepdims);
+KB_API kb_tensor *kb_all(kb_tensor *x, const int *axes, int n_axes, int keepdims);
+/** Numerically stable log(sum(exp(x))) (max shift). */
+KB_API kb_tensor *kb_logsumexp(kb_tensor *x, const int *axes, int n_axes, int keepdims);
+/** Keras argmax / argmin (default axis -1): int64 indices, the first index on ties. */
+KB_API kb_tensor *kb_argmax(kb_tensor *x, int axis);
+KB_API kb_tensor *kb_argmin(kb_tensor *x, int axis);
+/** Keras cumsum / cumprod (default axis 0): inclusive scans along one axis. */
+KB_API kb_tensor *kb_cumsum(kb_tensor *x, int axis);
+KB_API kb_tensor *kb_cumprod(kb_tensor *x, int axis);
 
 /* linear algebra and shape */
 /** Keras dot: matmul for ranks <= 2, else the Theano/np.dot rule (last axis of x with the
@@ -371,6 +426,66 @@ KB_API kb_tensor *kb_transpose(kb_tensor *x);
 KB_API kb_tensor *kb_permute_dimensions(kb_tensor *x, const int *pattern, int n);
 /** Keras reshape(x, shape): one entry may be -1. */
 KB_API kb_tensor *kb_reshape(kb_tensor *x, const int64_t *shape, int rank);
+/**
+ * Keras batch_dot(x, y, axes): \p n_axes 0 means axes=None, 1 an int a (= (a, a)), 2 a pair.
+ * Output: x's shape without axes[0], then y's without the batch axis and axes[1]; two rank-2
+ * inputs give (B, 1). Errors as the Keras messages (rank < 2, batch sizes, axis 0, sizes).
+ */
+KB_API kb_tensor *kb_batch_dot(kb_tensor *x, kb_tensor *y, const int *axes, int n_axes);
+/** Keras gather(reference, indices): rows of reference along axis 0; indices int32 or int64;
+ * output indices.shape + reference.shape[1:]. An out-of-range index is KB_ERR_INVALID_ARGUMENT
+ * when the function runs. */
+KB_API kb_tensor *kb_gather(kb_tensor *reference, kb_tensor *indices);
+
+/* shape manipulation */
+/** Keras concatenate(tensors, axis): a negative axis is taken modulo the rank. */
+KB_API kb_tensor *kb_concatenate(kb_tensor *const *xs, int n, int axis);
+/** Keras stack(x, axis): new axis of size n. */
+KB_API kb_tensor *kb_stack(kb_tensor *const *xs, int n, int axis);
+/** np.repeat(x, rep, axis). */
+KB_API kb_tensor *kb_repeat_elements(kb_tensor *x, int64_t rep, int axis);
+/** Keras repeat(x, n): x must be 2-D, (B, d) -> (B, n, d). */
+KB_API kb_tensor *kb_repeat(kb_tensor *x, int64_t n);
+/** Keras tile(x, n): n shorter than the rank is left-padded with 1s; longer is KB_ERR_NOT_SUPPORTED. */
+KB_API kb_tensor *kb_tile(kb_tensor *x, const int64_t *n, int len);
+/** Keras arange(start, stop, step, dtype) as a constant; Keras arange(n) is arange(0, n, 1). */
+KB_API kb_tensor *kb_arange(kb_context *ctx, double start, double stop, double step, kb_dtype dtype);
+/** reshape to (-1,) */
+KB_API kb_tensor *kb_flatten(kb_tensor *x);
+/** reshape to (-1, prod(shape[1:])) */
+KB_API kb_tensor *kb_batch_flatten(kb_tensor *x);
+/** Keras expand_dims(x, axis) (default -1: a new last axis). */
+KB_API kb_tensor *kb_expand_dims(kb_tensor *x, int axis);
+/** Keras squeeze(x, axis): exactly one axis, of size 1. */
+KB_API kb_tensor *kb_squeeze(kb_tensor *x, int axis);
+/** Keras one_hot(indices, num_classes): float32 of shape indices.shape + (num_classes,);
+ * out-of-range indices give all-zero rows. */
+KB_API kb_tensor *kb_one_hot(kb_tensor *indices, int64_t num_classes);
+/** Keras reverse(x, axes). */
+KB_API kb_tensor *kb_reverse(kb_tensor *x, const int *axes, int n_axes);
+/** Keras slice(x, start, size) (tf.slice; size -1 means "to the end"). */
+KB_API kb_tensor *kb_slice(kb_tensor *x, const int64_t *start, const int64_t *size, int n);
+/** Keras temporal_padding: zeros on axis 1 of a 3-D tensor. */
+KB_API kb_tensor *kb_temporal_padding(kb_tensor *x, int64_t left, int64_t right);
+
+/** data_format argument of the image functions: the context's image_data_format, or a format. */
+typedef enum kb_data_format_arg {
+    KB_DATA_FORMAT_DEFAULT = -1,
+    KB_DATA_FORMAT_CHANNELS_LAST = KB_CHANNELS_LAST,
+    KB_DATA_FORMAT_CHANNELS_FIRST = KB_CHANNELS_FIRST
+} kb_data_format_arg;
+/** Keras spatial_2d_padding: padding = {top, bottom, left, right}. */
+KB_API kb_tensor *kb_spatial_2d_padding(kb_tensor *x, const int64_t padding[4], kb_data_format_arg data_format);
+/** Keras spatial_3d_padding: padding = {d0, d1, h0, h1, w0, w1}. */
+KB_API kb_tensor *kb_spatial_3d_padding(kb_tensor *x, const int64_t padding[6], kb_data_format_arg data_format);
+typedef enum kb_interpolation { KB_INTERP_NEAREST = 0, KB_INTERP_BILINEAR = 1 } kb_interpolation;
+/** Keras resize_images with integer factors (legacy TF1 resize: align_corners=False, no
+ * half-pixel offset). */
+KB_API kb_tensor *kb_resize_images(kb_tensor *x, int64_t height_factor, int64_t width_factor, kb_data_format_arg data_format,
+                                   kb_interpolation interpolation);
+/** Keras resize_volumes: repeat_elements on the three spatial axes. */
+KB_API kb_tensor *kb_resize_volumes(kb_tensor *x, int64_t depth_factor, int64_t height_factor,
+                                    int64_t width_factor, kb_data_format_arg data_format);
 
 /* activations and losses */
 /** Keras relu(x, alpha, max_value, threshold); max_value INFINITY means None. */

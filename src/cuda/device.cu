@@ -82,6 +82,7 @@ extern "C" kb_status kb_cuda_bind(struct kb_cuda_device *dev) {
 }
 
 extern "C" cudaStream_t kb_cuda_stream(struct kb_cuda_device *dev) { return dev->stream; }
+extern "C" void *kb_cuda_stream_handle(struct kb_cuda_device *dev) { return (void *)dev->stream; }
 
 /* cuBLAS workspace: NVIDIA recommends 32 MiB on Hopper; preallocating it keeps cuBLAS from
  * allocating during stream capture. */

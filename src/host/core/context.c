@@ -45,6 +45,7 @@ kb_status kb_ctx_open_cuda(kb_context *ctx) {
     if (ctx->cuda_api) return KB_OK;
     char name[sizeof ctx->device_name];
     KB_TRY(kb_cuda_open(ctx->cuda_ordinal, &ctx->cuda_dev, &ctx->cuda_api, name, sizeof name));
+    if (ctx->allow_tf32) KB_TRY(kb_cuda_set_tf32((struct kb_cuda_device *)ctx->cuda_dev, 1));
     if (ctx->device == KB_DEVICE_CUDA) memcpy(ctx->device_name, name, sizeof name);
     return KB_OK;
 #else
@@ -201,6 +202,30 @@ kb_status kb_set_image_data_format(kb_context *ctx, kb_data_format f) {
         return kb_set_error(KB_ERR_INVALID_ARGUMENT, "kb_set_image_data_format: Unknown data_format: %d", (int)f);
     ctx->cfg.image_data_format = f;
     return KB_OK;
+}
+
+kb_status kb_set_allow_tf32(kb_context *ctx, int allow) {
+    if (!ctx) return kb_set_error(KB_ERR_INVALID_ARGUMENT, "kb_set_allow_tf32: argument ctx is NULL");
+    ctx->allow_tf32 = allow != 0;
+#ifdef KB_WITH_CUDA
+    if (ctx->cuda_dev) return kb_cuda_set_tf32((struct kb_cuda_device *)ctx->cuda_dev, ctx->allow_tf32);
+#endif
+    return KB_OK;
+}
+
+int kb_allow_tf32(const kb_context *ctx) {
+    CTX_CHECK("kb_allow_tf32", ctx, 0);
+    return ctx->allow_tf32;
+}
+
+void *kb_context_cuda_stream(kb_context *ctx) {
+    CTX_CHECK("kb_context_cuda_stream", ctx, NULL);
+    if (kb_ctx_open_cuda(ctx) != KB_OK) return NULL;
+#ifdef KB_WITH_CUDA
+    return kb_cuda_stream_handle((struct kb_cuda_device *)ctx->cuda_dev);
+#else
+    return NULL;
+#endif
 }
 
 const char *kb_backend(const kb_context *ctx) {

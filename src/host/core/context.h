@@ -34,6 +34,7 @@ struct kb_context {
     uint64_t seed;
     kb_device device;           /* default device (never AUTO) */
     char device_name[160];
+    int allow_tf32;             /* kb_set_allow_tf32: TF32 cuBLAS math for float32 products */
     int cuda_ordinal;           /* the CUDA device this session uses (kb_context_options) */
     void *cuda_dev;             /* NULL until the context opens its CUDA device */
     const kb_device_api *cuda_api;

@@ -43,6 +43,11 @@ extern const kb_device_api kb_cpu_device_api;
 int kb_cuda_count(void);
 /* Open CUDA device \p ordinal for one context: sets *dev and *api, writes a readable name. */
 kb_status kb_cuda_open(int ordinal, void **dev, const kb_device_api **api, char *name, size_t name_len);
+struct kb_cuda_device;
+/* cuBLAS TF32 math for float32 products on this device (applied now and to a handle made later). */
+kb_status kb_cuda_set_tf32(struct kb_cuda_device *dev, int on);
+/* The device's compute stream as a cudaStream_t. */
+void *kb_cuda_stream_handle(struct kb_cuda_device *dev);
 #endif
 
 #ifdef __cplusplus

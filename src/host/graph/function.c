@@ -521,6 +521,37 @@ static kb_status leaf_ptr(kb_function *fn, kb_tensor *t, void **ptr) {
     return KB_OK;
 }
 
+static int is_half(kb_dtype dt) { return dt == KB_FLOAT16 || dt == KB_BFLOAT16; }
+
+kb_status kb_cpu_call(const kb_exec *ex, const kb_op_def *def, const kb_attrs *a, const kb_buf *in, int n_in,
+                      kb_buf *out) {
+    int widen = !(def->flags & KB_OPF_CPU_ANY_DTYPE) && is_half(out->dtype);
+    for (int i = 0; i < n_in; ++i) widen |= !(def->flags & KB_OPF_CPU_ANY_DTYPE) && is_half(in[i].dtype);
+    if (!widen) return def->cpu(ex, a, in, n_in, out);
+    kb_buf win[KB_MAX_INPUTS], wout = *out;
+    void *tmp[KB_MAX_INPUTS + 1] = {0};
+    kb_status st = KB_OK;
+    for (int i = 0; i < n_in && st == KB_OK; ++i) {
+        win[i] = in[i];
+        if (!is_half(in[i].dtype)) continue;
+        tmp[i] = malloc((size_t)(in[i].size ? in[i].size : 1) * sizeof(float));
+        if (!tmp[i]) st = kb_set_error(KB_ERR_OUT_OF_MEMORY, "%s: out of host memory", ex->op);
+        else kb_convert(in[i].data, in[i].dtype, tmp[i], KB_FLOAT32, in[i].size);
+        win[i].data = tmp[i];
+        win[i].dtype = KB_FLOAT32;
+    }
+    if (st == KB_OK && is_half(out->dtype)) {
+        tmp[KB_MAX_INPUTS] = malloc((size_t)(out->size ? out->size : 1) * sizeof(float));
+        if (!tmp[KB_MAX_INPUTS]) st = kb_set_error(KB_ERR_OUT_OF_MEMORY, "%s: out of host memory", ex->op);
+        wout.data = tmp[KB_MAX_INPUTS];
+        wout.dtype = KB_FLOAT32;
+    }
+    if (st == KB_OK) st = def->cpu(ex, a, win, n_in, &wout);
+    if (st == KB_OK && is_half(out->dtype)) kb_convert(wout.data, KB_FLOAT32, out->data, out->dtype, out->size);
+    for (int i = 0; i <= KB_MAX_INPUTS; ++i) free(tmp[i]);
+    return st;
+}
+
 /* An op without a CUDA kernel inside a CUDA function: inputs to the host, CPU kernel, back. */
 static kb_status run_on_host(kb_function *fn, const kb_exec *ex, const kb_op_def *def, kb_tensor *t, kb_buf *in,
                              kb_buf *out) {
@@ -547,7 +578,7 @@ static kb_status run_on_host(kb_function *fn, const kb_exec *ex, const kb_op_def
         hout.data = h[KB_MAX_INPUTS];
     }
     if (st == KB_OK) st = fn->api->sync(fn->dev);
-    if (st == KB_OK) st = def->cpu(ex, &t->attrs, hin, t->n_in, &hout);
+    if (st == KB_OK) st = kb_cpu_call(ex, def, &t->attrs, hin, t->n_in, &hout);
     if (st == KB_OK) st = fn->api->copy_h2d(fn->dev, out->data, hout.data, onb);
     if (st == KB_OK) st = fn->api->sync(fn->dev);
     for (int i = 0; i <= KB_MAX_INPUTS; ++i) free(h[i]);
@@ -608,7 +639,7 @@ static kb_status run(kb_function *fn, kb_plan *p, const kb_feed *feeds) {
         if (out.size == 0) st = KB_OK;
         else if (fn->device == KB_DEVICE_CUDA && def->cuda) st = def->cuda(&ex, &t->attrs, in, t->n_in, &out);
         else if (fn->device == KB_DEVICE_CUDA) st = run_on_host(fn, &ex, def, t, in, &out);
-        else st = def->cpu(&ex, &t->attrs, in, t->n_in, &out);
+        else st = kb_cpu_call(&ex, def, &t->attrs, in, t->n_in, &out);
         api->range_pop(fn->dev);
     }
     /* outputs to host buffers owned by the function */

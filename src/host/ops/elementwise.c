@@ -140,7 +140,7 @@ static kb_status grad_cast(kb_tensor *n, kb_tensor *dy, kb_tensor **dx) {
     dx[0] = kb_dtype_is_float(from) && kb_dtype_is_float(n->desc.dtype) ? kb_cast(dy, from) : NULL;
     return KB_OK;
 }
-const kb_op_def kb_opdef_cast = {"cast", 1, 0, infer_cast, grad_cast, kb_cpu_cast, KB_CUDA_KERNEL(cast)};
+const kb_op_def kb_opdef_cast = {"cast", 1, KB_OPF_CPU_ANY_DTYPE, infer_cast, grad_cast, kb_cpu_cast, KB_CUDA_KERNEL(cast)};
 
 kb_tensor *kb_cast(kb_tensor *x, kb_dtype dtype) {
     if (!kb_check_tensor("kb_cast", "x", x)) return NULL;

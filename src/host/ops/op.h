@@ -75,7 +75,12 @@ enum {
     KB_OPF_ALIAS = 1u << 1,   /* output is input 0's buffer, reinterpreted: no kernel runs */
     KB_OPF_INTERNAL = 1u << 2,/* made by kb itself (gradients, composites), not a Keras name */
     KB_OPF_HOST = 1u << 3,    /* runs on the host by design (print_tensor) */
-    KB_OPF_UPDATE = 1u << 4   /* a variable update: applied by kb_function after the outputs */
+    KB_OPF_UPDATE = 1u << 4,  /* a variable update: applied by kb_function after the outputs */
+    /* The CPU kernel takes float16/bfloat16 buffers itself (data movement by element size, cast).
+     * Without it, the executor widens float16/bfloat16 inputs and output to float32 around the
+     * CPU kernel (one rounding at the end, as the CUDA kernels that compute in float32), so CPU
+     * kernels are written for float32/float64 (+ the integer types an op takes) only. */
+    KB_OPF_CPU_ANY_DTYPE = 1u << 5
 };
 
 typedef struct kb_op_def {
@@ -106,6 +111,11 @@ kb_status kb_kernel_alias(const kb_exec *ex, const kb_attrs *a, const kb_buf *in
 #else
 #define KB_CUDA_KERNEL(name) NULL
 #endif
+
+/* Run def->cpu on host buffers, widening float16/bfloat16 to float32 unless the op has
+ * KB_OPF_CPU_ANY_DTYPE (graph/function.c). */
+kb_status kb_cpu_call(const kb_exec *ex, const kb_op_def *def, const kb_attrs *a, const kb_buf *in, int n_in,
+                      kb_buf *out);
 
 /* Helpers shared by infer rules and kernels. */
 #define KB_MAX_ELEMS ((int64_t)1 << 56) /* largest element count: bytes never overflow int64 */

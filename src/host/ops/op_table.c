@@ -64,6 +64,18 @@ kb_status kb_require_float(const char *op, const char *arg, kb_dtype dt) {
                         kb_dtype_name(dt) ? kb_dtype_name(dt) : "invalid");
 }
 
+kb_status kb_require_float_any(const char *op, const char *arg, kb_dtype dt) {
+    if (kb_dtype_is_float(dt)) return KB_OK;
+    return kb_set_error(KB_ERR_DTYPE, "%s: %s has dtype %s; this op takes float16, bfloat16, float32 or float64", op,
+                        arg, kb_dtype_name(dt) ? kb_dtype_name(dt) : "invalid");
+}
+
+kb_status kb_require_numeric(const char *op, const char *arg, kb_dtype dt) {
+    if (kb_dtype_valid(dt) && dt != KB_BOOL) return KB_OK;
+    return kb_set_error(KB_ERR_DTYPE, "%s: %s has dtype %s; this op takes a float or integer dtype", op, arg,
+                        kb_dtype_name(dt) ? kb_dtype_name(dt) : "invalid");
+}
+
 kb_status kb_infer_unary_float(const char *op, const kb_attrs *a, const kb_desc *in, int n_in, kb_desc *out) {
     (void)a; (void)n_in;
     KB_TRY(kb_require_float(op, "x", in[0].dtype));

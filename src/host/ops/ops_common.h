@@ -8,8 +8,12 @@
 #include "graph/tensor.h"
 #include "ops/op.h"
 
-/* dtype must be float32 or float64 (the dtypes with kernels today). */
+/* dtype must be float32 or float64 (ops without float16/bfloat16 kernels). */
 kb_status kb_require_float(const char *op, const char *arg, kb_dtype dt);
+/* dtype must be float16, bfloat16, float32 or float64. */
+kb_status kb_require_float_any(const char *op, const char *arg, kb_dtype dt);
+/* dtype must be a float (any width) or int8/uint8/int32/int64 (not bool). */
+kb_status kb_require_numeric(const char *op, const char *arg, kb_dtype dt);
 /* One float input; out = in[0]. */
 kb_status kb_infer_unary_float(const char *op, const kb_attrs *a, const kb_desc *in, int n_in, kb_desc *out);
 /* Two float inputs of one dtype, numpy-broadcast. */

@@ -1,0 +1,2 @@
+/* CUDA kernels of the image family. */
+#include "cuda/kernels/common.cuh"

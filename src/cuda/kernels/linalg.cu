@@ -1,0 +1,2 @@
+/* CUDA kernels of the linalg family. */
+#include "cuda/kernels/common.cuh"
