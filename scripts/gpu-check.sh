@@ -3,7 +3,8 @@
 #   here:  bash scripts/gpu-check.sh --prepare      # copies cJSON into .carry/ (git-ignored)
 #   there: bash scripts/gpu-check.sh                # with carry=[".carry"]
 # It builds against the machine's own CUDA/cuDNN, runs the whole ctest (GPU suites included),
-# compute-sanitizer memcheck on the parity suite, and the MLP example on CUDA. Logs go to $OUT
+# compute-sanitizer memcheck on the parity suite, the MLP example on CUDA, then the benchmark against
+# PyTorch (scripts/bench.sh, about a minute; results in $OUT/bench). Logs go to $OUT
 # when set (the device tool brings them back), else to build/gpu-logs.
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -36,4 +37,7 @@ KB_MEM_DEBUG=1 compute-sanitizer --tool memcheck --error-exitcode 9 build/gpu/te
 tail -3 "$logs/memcheck.log"
 ./build/gpu/examples/kb_mlp --device cuda --epochs 20 > "$logs/mlp.log" 2>&1 || rc=1
 tail -4 "$logs/mlp.log"
+# the benchmark reuses this build tree (kb_bench is built with everything above)
+KB_BENCH_BUILD=build/gpu bash scripts/bench.sh "$logs/bench" > "$logs/bench.log" 2>&1 || rc=1
+cat "$logs/bench/compare.txt" 2>/dev/null || tail -20 "$logs/bench.log"
 exit $rc

@@ -1,0 +1,812 @@
+/*
+ * kb_bench: a fixed table of ops at large sizes, timed on one device through kb's public API only.
+ *
+ *   kb_bench [--device cuda|cpu] [--rows name,name] [--iters N] [--json out.json] [--small]
+ *
+ * Every row is a kb_function with no inputs: its operands are kb variables, so after the warm-up
+ * calls they live on the device and a call moves no data from the host. Outputs are read once,
+ * after timing, to check one value per row against a closed form or a host loop (the bench must
+ * never report the speed of a wrong answer). CUDA time comes from two cudaEvents recorded on the
+ * context's stream around N calls; CPU time from the monotonic clock. Each row is timed
+ * `repeats` times and the median per-call time is reported.
+ *
+ * Throughput: GB/s rows count the bytes the op must read and write at least (formula per row
+ * below), so a kernel that moves more than that shows up as a lower figure; TFLOP/s rows count
+ * 2*M*N*K. "of copy" divides GB/s by the device-to-device copy bandwidth measured at start
+ * (2 x bytes / time of a 1 GiB copy), the practical ceiling of a memory-bound kernel.
+ */
+#define _POSIX_C_SOURCE 200809L /* clock_gettime, also under -std=c11 */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include <kb/kb.h>
+
+#ifdef KB_BENCH_CUDA
+#include <cuda_runtime_api.h>
+#endif
+
+enum { MAX_ROWS = 16, MSG = 256 };
+
+/* ---------------------------------------------------------------------------------------- */
+/* Inputs: values are a pure function of (seed, index), so checks recompute them instead of   */
+/* keeping gigabytes of host copies.                                                          */
+/* ---------------------------------------------------------------------------------------- */
+
+/* splitmix64 finaliser: independent-looking bits for consecutive indices */
+static uint64_t mix(uint64_t z) {
+    z += 0x9e3779b97f4a7c15ull;
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+    return z ^ (z >> 31);
+}
+
+/* A float in [-1, 1) with 24 significant bits, exactly representable. */
+static float val(uint64_t seed, int64_t i) {
+    return (float)((double)(mix(seed * 0x100000001b3ull + (uint64_t)i) >> 40) / 8388608.0 - 1.0);
+}
+
+typedef struct bench {
+    kb_context *ctx;
+    kb_device device;
+    int small;
+    /* sizes (already shrunk by --small) */
+    int64_t n;          /* elementwise length */
+    int64_t rows, cols; /* reduction / softmax / argmax / cumsum matrix */
+    int64_t tn;         /* transpose side */
+    int64_t mm;         /* dot side (M = N = K) */
+    int64_t bb, bm, bk, bn; /* batch_dot: B, M, K, N */
+    /* operands, made on first use so --rows only allocates what it runs */
+    kb_tensor *a, *b, *x, *t, *da, *db, *ba, *bbt;
+} bench;
+
+enum { SEED_A = 1, SEED_B = 2, SEED_X = 3, SEED_T = 4, SEED_DA = 5, SEED_DB = 6, SEED_BA = 7, SEED_BB = 8 };
+
+static kb_tensor *make_var(bench *B, uint64_t seed, const int64_t *shape, int rank, const char *name) {
+    int64_t n = 1;
+    for (int d = 0; d < rank; ++d) n *= shape[d];
+    float *h = malloc(sizeof(float) * (size_t)n);
+    if (!h) return NULL;
+    for (int64_t i = 0; i < n; ++i) h[i] = val(seed, i);
+    kb_tensor *v = kb_variable(B->ctx, h, sizeof(float) * (size_t)n, KB_FLOAT32, shape, rank, name);
+    free(h);
+    return v;
+}
+
+static kb_tensor *vec_a(bench *B) {
+    if (!B->a) B->a = make_var(B, SEED_A, &B->n, 1, "a");
+    return B->a;
+}
+static kb_tensor *vec_b(bench *B) {
+    if (!B->b) B->b = make_var(B, SEED_B, &B->n, 1, "b");
+    return B->b;
+}
+static kb_tensor *mat_x(bench *B) {
+    int64_t s[2] = {B->rows, B->cols};
+    if (!B->x) B->x = make_var(B, SEED_X, s, 2, "x");
+    return B->x;
+}
+static kb_tensor *mat_t(bench *B) {
+    int64_t s[2] = {B->tn, B->tn};
+    if (!B->t) B->t = make_var(B, SEED_T, s, 2, "t");
+    return B->t;
+}
+static kb_tensor *dot_a(bench *B) {
+    int64_t s[2] = {B->mm, B->mm};
+    if (!B->da) B->da = make_var(B, SEED_DA, s, 2, "dot_a");
+    return B->da;
+}
+static kb_tensor *dot_b(bench *B) {
+    int64_t s[2] = {B->mm, B->mm};
+    if (!B->db) B->db = make_var(B, SEED_DB, s, 2, "dot_b");
+    return B->db;
+}
+static kb_tensor *bat_a(bench *B) {
+    int64_t s[3] = {B->bb, B->bm, B->bk};
+    if (!B->ba) B->ba = make_var(B, SEED_BA, s, 3, "bd_a");
+    return B->ba;
+}
+static kb_tensor *bat_b(bench *B) {
+    int64_t s[3] = {B->bb, B->bk, B->bn};
+    if (!B->bbt) B->bbt = make_var(B, SEED_BB, s, 3, "bd_b");
+    return B->bbt;
+}
+
+/* ---------------------------------------------------------------------------------------- */
+/* Rows                                                                                       */
+/* ---------------------------------------------------------------------------------------- */
+
+enum { SH_VEC, SH_MAT, SH_SQUARE, SH_DOT, SH_BATCH };
+
+/* The row's sizes for the table and the JSON, e.g. "65536x1024" (what --small actually ran). */
+static void shape_str(const bench *B, int sh, char *buf, size_t len) {
+    switch (sh) {
+    case SH_VEC: snprintf(buf, len, "%lld", (long long)B->n); break;
+    case SH_MAT: snprintf(buf, len, "%lldx%lld", (long long)B->rows, (long long)B->cols); break;
+    case SH_SQUARE: snprintf(buf, len, "%lldx%lld", (long long)B->tn, (long long)B->tn); break;
+    case SH_DOT: snprintf(buf, len, "%lldx%lldx%lld", (long long)B->mm, (long long)B->mm, (long long)B->mm); break;
+    default:
+        snprintf(buf, len, "%lldx%lldx%lldx%lld", (long long)B->bb, (long long)B->bm, (long long)B->bk, (long long)B->bn);
+    }
+}
+
+/* The output the check reads: host pointer plus what the function says it is. */
+typedef struct out_view {
+    const void *p;
+    kb_dtype dt;
+    int rank;
+    int64_t shape[KB_MAX_RANK];
+    size_t nbytes;
+} out_view;
+
+typedef struct row {
+    const char *name;
+    int shape;           /* SH_*: which operand sizes describe the row */
+    int flops;           /* 1: amount is flops (TFLOP/s), 0: bytes (GB/s) */
+    const char *formula; /* how amount is counted */
+    kb_tensor *(*build)(bench *B);
+    double (*amount)(const bench *B);
+    /* returns 1 when the output is right; writes what it found to msg */
+    int (*check)(const bench *B, const out_view *o, char *msg);
+    int tf32; /* run with kb_set_allow_tf32(ctx, 1) */
+} row;
+
+static const float *f32_out(const out_view *o, int64_t n, const int64_t *shape, int rank, char *msg) {
+    if (o->dt != KB_FLOAT32 || o->rank != rank || o->nbytes != sizeof(float) * (size_t)n) {
+        snprintf(msg, MSG, "output is %s rank %d, %zu bytes; expected float32 rank %d, %zu bytes",
+                 kb_dtype_name(o->dt) ? kb_dtype_name(o->dt) : "?", o->rank, o->nbytes, rank,
+                 sizeof(float) * (size_t)n);
+        return NULL;
+    }
+    for (int d = 0; d < rank; ++d)
+        if (o->shape[d] != shape[d]) {
+            snprintf(msg, MSG, "output dim %d is %lld, expected %lld", d, (long long)o->shape[d], (long long)shape[d]);
+            return NULL;
+        }
+    return (const float *)o->p;
+}
+
+/* At most this many rows / entries of the large per-row checks are recomputed on the host. */
+enum { CHECK_ROWS = 2048, CHECK_DOT = 256 };
+
+/* 2^-24: unit roundoff of float32. (k - 1) u sum|x| bounds the error of any summation order of
+ * k terms, so the checks below use it as their tolerance rather than a guessed constant. */
+static const double U32 = 5.9604644775390625e-8;
+
+/* add: reads a and b, writes a + b: 3 * 4 * n bytes. Float addition is exact-rounded on both
+ * sides, so the check is equality. */
+static kb_tensor *build_add(bench *B) {
+    kb_tensor *a = vec_a(B), *b = vec_b(B);
+    return a && b ? kb_add(a, b) : NULL;
+}
+static double amount_vec3(const bench *B) { return 3.0 * 4.0 * (double)B->n; }
+static int check_add(const bench *B, const out_view *o, char *msg) {
+    const float *y = f32_out(o, B->n, &B->n, 1, msg);
+    if (!y) return 0;
+    for (int64_t i = 0; i < B->n; ++i) {
+        float want = val(SEED_A, i) + val(SEED_B, i);
+        if (y[i] != want) {
+            snprintf(msg, MSG, "y[%lld] = %.9g, expected %.9g", (long long)i, y[i], want);
+            return 0;
+        }
+    }
+    snprintf(msg, MSG, "all %lld elements exact", (long long)B->n);
+    return 1;
+}
+
+/* chain a*b + exp(a): the bytes a fused kernel must move (read a, b, write y: 3 * 4 * n), so an
+ * unfused chain shows as a lower GB/s. Error: mul, expf (<= 2 ulp on CUDA) and add roundings,
+ * at most 3 ulp of |ab| + e^a; the check allows 4. */
+static kb_tensor *build_chain(bench *B) {
+    kb_tensor *a = vec_a(B), *b = vec_b(B);
+    if (!a || !b) return NULL;
+    kb_tensor *ab = kb_multiply(a, b), *ea = kb_exp(a);
+    return ab && ea ? kb_add(ab, ea) : NULL;
+}
+static int check_chain(const bench *B, const out_view *o, char *msg) {
+    const float *y = f32_out(o, B->n, &B->n, 1, msg);
+    if (!y) return 0;
+    double worst = 0;
+    for (int64_t i = 0; i < B->n; ++i) {
+        double a = val(SEED_A, i), b = val(SEED_B, i), ea = exp(a);
+        double err = fabs(y[i] - (a * b + ea)), tol = 4 * 2 * U32 * (fabs(a * b) + ea);
+        if (!(err <= tol)) {
+            snprintf(msg, MSG, "y[%lld] = %.9g, expected %.9g", (long long)i, y[i], a * b + ea);
+            return 0;
+        }
+        if (err / tol > worst) worst = err / tol;
+    }
+    snprintf(msg, MSG, "all %lld elements, worst error %.2f of tolerance", (long long)B->n, worst);
+    return 1;
+}
+
+/* sum over the last axis: reads the matrix, writes one float per row: 4 * R * C + 4 * R. */
+static kb_tensor *build_sum_last(bench *B) {
+    kb_tensor *x = mat_x(B);
+    int ax = -1;
+    return x ? kb_sum(x, &ax, 1, 0) : NULL;
+}
+static double amount_sum_last(const bench *B) { return 4.0 * (double)(B->rows * B->cols + B->rows); }
+static int check_sum_last(const bench *B, const out_view *o, char *msg) {
+    const float *y = f32_out(o, B->rows, &B->rows, 1, msg);
+    if (!y) return 0;
+    int64_t step = B->rows > CHECK_ROWS ? B->rows / CHECK_ROWS : 1;
+    for (int64_t r = 0; r < B->rows; r += step) {
+        double s = 0, sa = 0;
+        for (int64_t c = 0; c < B->cols; ++c) {
+            double v = val(SEED_X, r * B->cols + c);
+            s += v;
+            sa += fabs(v);
+        }
+        if (!(fabs(y[r] - s) <= (double)B->cols * U32 * sa)) {
+            snprintf(msg, MSG, "row %lld: %.9g, expected %.9g", (long long)r, y[r], s);
+            return 0;
+        }
+    }
+    snprintf(msg, MSG, "%lld rows within (C-1)u sum|x|", (long long)((B->rows + step - 1) / step));
+    return 1;
+}
+
+/* sum over the first axis: reads the matrix, writes one float per column: 4 * R * C + 4 * C. */
+static kb_tensor *build_sum_first(bench *B) {
+    kb_tensor *x = mat_x(B);
+    int ax = 0;
+    return x ? kb_sum(x, &ax, 1, 0) : NULL;
+}
+static double amount_sum_first(const bench *B) { return 4.0 * (double)(B->rows * B->cols + B->cols); }
+static int check_sum_first(const bench *B, const out_view *o, char *msg) {
+    const float *y = f32_out(o, B->cols, &B->cols, 1, msg);
+    if (!y) return 0;
+    double *s = calloc((size_t)B->cols, sizeof(double)), *sa = calloc((size_t)B->cols, sizeof(double));
+    int ok = s && sa;
+    if (!ok) snprintf(msg, MSG, "out of host memory for the check");
+    for (int64_t r = 0; ok && r < B->rows; ++r)
+        for (int64_t c = 0; c < B->cols; ++c) {
+            double v = val(SEED_X, r * B->cols + c);
+            s[c] += v;
+            sa[c] += fabs(v);
+        }
+    for (int64_t c = 0; ok && c < B->cols; ++c)
+        if (!(fabs(y[c] - s[c]) <= (double)B->rows * U32 * sa[c])) {
+            snprintf(msg, MSG, "column %lld: %.9g, expected %.9g", (long long)c, y[c], s[c]);
+            ok = 0;
+        }
+    if (ok) snprintf(msg, MSG, "all %lld columns within (R-1)u sum|x|", (long long)B->cols);
+    free(s);
+    free(sa);
+    return ok;
+}
+
+/* softmax over the last axis: reads and writes the matrix: 2 * 4 * R * C. Relative error of
+ * each y: a few ulp for exp and the division plus the sum's (C-1)u. */
+static kb_tensor *build_softmax(bench *B) {
+    kb_tensor *x = mat_x(B);
+    return x ? kb_softmax(x, -1) : NULL;
+}
+static double amount_mat2(const bench *B) { return 2.0 * 4.0 * (double)(B->rows * B->cols); }
+static int check_softmax(const bench *B, const out_view *o, char *msg) {
+    int64_t shape[2] = {B->rows, B->cols};
+    const float *y = f32_out(o, B->rows * B->cols, shape, 2, msg);
+    if (!y) return 0;
+    int64_t step = B->rows > CHECK_ROWS ? B->rows / CHECK_ROWS : 1;
+    for (int64_t r = 0; r < B->rows; r += step) {
+        double m = -INFINITY, s = 0;
+        for (int64_t c = 0; c < B->cols; ++c) m = fmax(m, val(SEED_X, r * B->cols + c));
+        for (int64_t c = 0; c < B->cols; ++c) s += exp(val(SEED_X, r * B->cols + c) - m);
+        for (int64_t c = 0; c < B->cols; ++c) {
+            double want = exp(val(SEED_X, r * B->cols + c) - m) / s;
+            if (!(fabs(y[r * B->cols + c] - want) <= (double)(B->cols + 8) * U32 * want)) {
+                snprintf(msg, MSG, "y[%lld, %lld] = %.9g, expected %.9g", (long long)r, (long long)c,
+                         y[r * B->cols + c], want);
+                return 0;
+            }
+        }
+    }
+    snprintf(msg, MSG, "%lld rows within (C+8)u relative", (long long)((B->rows + step - 1) / step));
+    return 1;
+}
+
+/* argmax over the last axis: reads the matrix, writes one int64 per row: 4 * R * C + 8 * R.
+ * Exact: the first index of the largest value. */
+static kb_tensor *build_argmax(bench *B) {
+    kb_tensor *x = mat_x(B);
+    return x ? kb_argmax(x, -1) : NULL;
+}
+static double amount_argmax(const bench *B) { return 4.0 * (double)(B->rows * B->cols) + 8.0 * (double)B->rows; }
+static int check_argmax(const bench *B, const out_view *o, char *msg) {
+    if (o->dt != KB_INT64 || o->rank != 1 || o->shape[0] != B->rows) {
+        snprintf(msg, MSG, "output is %s rank %d; expected int64 (%lld)",
+                 kb_dtype_name(o->dt) ? kb_dtype_name(o->dt) : "?", o->rank, (long long)B->rows);
+        return 0;
+    }
+    const int64_t *y = o->p;
+    for (int64_t r = 0; r < B->rows; ++r) {
+        int64_t best = 0;
+        float bv = val(SEED_X, r * B->cols);
+        for (int64_t c = 1; c < B->cols; ++c) {
+            float v = val(SEED_X, r * B->cols + c);
+            if (v > bv) bv = v, best = c;
+        }
+        if (y[r] != best) {
+            snprintf(msg, MSG, "row %lld: %lld, expected %lld", (long long)r, (long long)y[r], (long long)best);
+            return 0;
+        }
+    }
+    snprintf(msg, MSG, "all %lld rows exact", (long long)B->rows);
+    return 1;
+}
+
+/* cumsum over the last axis: reads and writes the matrix: 2 * 4 * R * C. Prefix k of any scan
+ * order is within (k-1)u of the sum of |x| so far. */
+static kb_tensor *build_cumsum(bench *B) {
+    kb_tensor *x = mat_x(B);
+    return x ? kb_cumsum(x, -1) : NULL;
+}
+static int check_cumsum(const bench *B, const out_view *o, char *msg) {
+    int64_t shape[2] = {B->rows, B->cols};
+    const float *y = f32_out(o, B->rows * B->cols, shape, 2, msg);
+    if (!y) return 0;
+    int64_t step = B->rows > CHECK_ROWS ? B->rows / CHECK_ROWS : 1;
+    for (int64_t r = 0; r < B->rows; r += step) {
+        double s = 0, sa = 0;
+        for (int64_t c = 0; c < B->cols; ++c) {
+            double v = val(SEED_X, r * B->cols + c);
+            s += v;
+            sa += fabs(v);
+            if (!(fabs(y[r * B->cols + c] - s) <= (double)(c + 1) * U32 * sa)) {
+                snprintf(msg, MSG, "y[%lld, %lld] = %.9g, expected %.9g", (long long)r, (long long)c,
+                         y[r * B->cols + c], s);
+                return 0;
+            }
+        }
+    }
+    snprintf(msg, MSG, "%lld rows within ku sum|x|", (long long)((B->rows + step - 1) / step));
+    return 1;
+}
+
+/* transpose of a square matrix: reads and writes it: 2 * 4 * n^2. Exact. */
+static kb_tensor *build_transpose(bench *B) {
+    kb_tensor *t = mat_t(B);
+    return t ? kb_transpose(t) : NULL;
+}
+static double amount_transpose(const bench *B) { return 2.0 * 4.0 * (double)(B->tn * B->tn); }
+static int check_transpose(const bench *B, const out_view *o, char *msg) {
+    int64_t shape[2] = {B->tn, B->tn};
+    const float *y = f32_out(o, B->tn * B->tn, shape, 2, msg);
+    if (!y) return 0;
+    for (int64_t i = 0; i < B->tn; ++i)
+        for (int64_t j = 0; j < B->tn; ++j)
+            if (y[i * B->tn + j] != val(SEED_T, j * B->tn + i)) {
+                snprintf(msg, MSG, "y[%lld, %lld] = %.9g, expected x[%lld, %lld] = %.9g", (long long)i,
+                         (long long)j, y[i * B->tn + j], (long long)j, (long long)i, val(SEED_T, j * B->tn + i));
+                return 0;
+            }
+    snprintf(msg, MSG, "all %lld elements exact", (long long)(B->tn * B->tn));
+    return 1;
+}
+
+/* Entries (i, j) of batch b of x(M,K) . y(K,N), x and y made of val(seed) in C order; the
+ * tolerance is (K+1)u sum|x y| for float32 accumulation, plus 2^-10 sum|x y| when TF32 rounds
+ * both inputs to 10 mantissa bits. */
+static int check_matmul(const float *y, int64_t batches, int64_t M, int64_t K, int64_t N, uint64_t sx, uint64_t sy,
+                        int tf32, char *msg) {
+    uint64_t s = 12345;
+    double worst = 0;
+    for (int t = 0; t < CHECK_DOT; ++t) {
+        s = mix(s);
+        int64_t b = (int64_t)(s % (uint64_t)batches), i = (int64_t)((s >> 20) % (uint64_t)M),
+                j = (int64_t)((s >> 40) % (uint64_t)N);
+        double acc = 0, aacc = 0;
+        for (int64_t k = 0; k < K; ++k) {
+            double p = (double)val(sx, (b * M + i) * K + k) * val(sy, (b * K + k) * N + j);
+            acc += p;
+            aacc += fabs(p);
+        }
+        double got = y[(b * M + i) * N + j], tol = ((double)(K + 1) * U32 + (tf32 ? 1.0 / 1024 : 0)) * aacc;
+        if (!(fabs(got - acc) <= tol)) {
+            snprintf(msg, MSG, "y[%lld, %lld, %lld] = %.9g, expected %.9g", (long long)b, (long long)i, (long long)j,
+                     got, acc);
+            return 0;
+        }
+        if (fabs(got - acc) / tol > worst) worst = fabs(got - acc) / tol;
+    }
+    snprintf(msg, MSG, "%d sampled entries, worst error %.3f of tolerance", CHECK_DOT, worst);
+    return 1;
+}
+
+/* dot M = N = K: 2 * M * N * K flops */
+static kb_tensor *build_dot(bench *B) {
+    kb_tensor *x = dot_a(B), *y = dot_b(B);
+    return x && y ? kb_dot(x, y) : NULL;
+}
+static double amount_dot(const bench *B) { return 2.0 * (double)B->mm * (double)B->mm * (double)B->mm; }
+static int check_dot_any(const bench *B, const out_view *o, int tf32, char *msg) {
+    int64_t shape[2] = {B->mm, B->mm};
+    const float *y = f32_out(o, B->mm * B->mm, shape, 2, msg);
+    return y && check_matmul(y, 1, B->mm, B->mm, B->mm, SEED_DA, SEED_DB, tf32, msg);
+}
+static int check_dot(const bench *B, const out_view *o, char *msg) { return check_dot_any(B, o, 0, msg); }
+static int check_dot_tf32(const bench *B, const out_view *o, char *msg) { return check_dot_any(B, o, 1, msg); }
+
+/* batch_dot (B, M, K) . (B, K, N) with Keras' default axes (2, 1): 2 * B * M * N * K flops */
+static kb_tensor *build_batch_dot(bench *B) {
+    kb_tensor *x = bat_a(B), *y = bat_b(B);
+    return x && y ? kb_batch_dot(x, y, NULL, 0) : NULL;
+}
+static double amount_batch_dot(const bench *B) {
+    return 2.0 * (double)B->bb * (double)B->bm * (double)B->bn * (double)B->bk;
+}
+static int check_batch_dot(const bench *B, const out_view *o, char *msg) {
+    int64_t shape[3] = {B->bb, B->bm, B->bn};
+    const float *y = f32_out(o, B->bb * B->bm * B->bn, shape, 3, msg);
+    return y && check_matmul(y, B->bb, B->bm, B->bk, B->bn, SEED_BA, SEED_BB, 0, msg);
+}
+
+static const row ROWS[] = {
+    {"add", SH_VEC, 0, "3*4*n", build_add, amount_vec3, check_add, 0},
+    {"chain", SH_VEC, 0, "3*4*n (a, b in, y out)", build_chain, amount_vec3, check_chain, 0},
+    {"sum_last", SH_MAT, 0, "4*R*C + 4*R", build_sum_last, amount_sum_last, check_sum_last, 0},
+    {"sum_first", SH_MAT, 0, "4*R*C + 4*C", build_sum_first, amount_sum_first, check_sum_first, 0},
+    {"softmax", SH_MAT, 0, "2*4*R*C", build_softmax, amount_mat2, check_softmax, 0},
+    {"argmax", SH_MAT, 0, "4*R*C + 8*R", build_argmax, amount_argmax, check_argmax, 0},
+    {"cumsum", SH_MAT, 0, "2*4*R*C", build_cumsum, amount_mat2, check_cumsum, 0},
+    {"transpose", SH_SQUARE, 0, "2*4*n*n", build_transpose, amount_transpose, check_transpose, 0},
+    {"dot_fp32", SH_DOT, 1, "2*M*N*K", build_dot, amount_dot, check_dot, 0},
+    {"dot_tf32", SH_DOT, 1, "2*M*N*K", build_dot, amount_dot, check_dot_tf32, 1},
+    {"batch_dot", SH_BATCH, 1, "2*B*M*N*K", build_batch_dot, amount_batch_dot, check_batch_dot, 0},
+};
+enum { N_ROWS = (int)(sizeof ROWS / sizeof ROWS[0]) };
+
+/* ---------------------------------------------------------------------------------------- */
+/* Timing                                                                                     */
+/* ---------------------------------------------------------------------------------------- */
+
+static double now_ms(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec * 1e3 + (double)ts.tv_nsec * 1e-6;
+}
+
+static int cmp_double(const void *a, const void *b) {
+    double x = *(const double *)a, y = *(const double *)b;
+    return (x > y) - (x < y);
+}
+static double median(double *v, int n) {
+    qsort(v, (size_t)n, sizeof *v, cmp_double);
+    return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
+}
+
+enum { REPEATS = 5 };
+
+#ifdef KB_BENCH_CUDA
+/* A failed CUDA call aborts the timing of one row with the runtime's message. */
+#define CU(call, msg)                                                                                    \
+    do {                                                                                                 \
+        cudaError_t e_ = (call);                                                                         \
+        if (e_ != cudaSuccess) {                                                                         \
+            snprintf(msg, MSG, "%s: %s", #call, cudaGetErrorString(e_));                                 \
+            goto fail;                                                                                   \
+        }                                                                                                \
+    } while (0)
+
+/* Median over `repeats` of the per-call time of `iters` calls between two events on the
+ * context's stream. Returns < 0 with msg set on failure. */
+static double time_cuda(bench *B, kb_function *fn, int iters, int repeats, char *msg) {
+    cudaStream_t stream = (cudaStream_t)kb_context_cuda_stream(B->ctx);
+    cudaEvent_t e0 = NULL, e1 = NULL;
+    double t[REPEATS], res = -1;
+    if (!stream) {
+        snprintf(msg, MSG, "kb_context_cuda_stream: %s", kb_last_error());
+        return -1;
+    }
+    CU(cudaEventCreate(&e0), msg);
+    CU(cudaEventCreate(&e1), msg);
+    for (int r = 0; r < repeats; ++r) {
+        CU(cudaEventRecord(e0, stream), msg);
+        for (int i = 0; i < iters; ++i)
+            if (kb_function_call(fn, NULL, 0) != KB_OK) {
+                snprintf(msg, MSG, "kb_function_call: %s", kb_last_error());
+                goto fail;
+            }
+        CU(cudaEventRecord(e1, stream), msg);
+        CU(cudaEventSynchronize(e1), msg);
+        float ms = 0;
+        CU(cudaEventElapsedTime(&ms, e0, e1), msg);
+        t[r] = ms / iters;
+    }
+    res = median(t, repeats);
+fail:
+    if (e0) cudaEventDestroy(e0);
+    if (e1) cudaEventDestroy(e1);
+    return res;
+}
+
+/* Device-to-device copy of `bytes` on kb's stream: 2 * bytes / time (read + write), median of 5. */
+static double copy_bandwidth_cuda(bench *B, size_t bytes, char *msg) {
+    cudaStream_t stream = (cudaStream_t)kb_context_cuda_stream(B->ctx);
+    void *src = NULL, *dst = NULL;
+    cudaEvent_t e0 = NULL, e1 = NULL;
+    double t[REPEATS], res = -1;
+    if (!stream) {
+        snprintf(msg, MSG, "kb_context_cuda_stream: %s", kb_last_error());
+        return -1;
+    }
+    CU(cudaMalloc(&src, bytes), msg);
+    CU(cudaMalloc(&dst, bytes), msg);
+    CU(cudaMemsetAsync(src, 1, bytes, stream), msg);
+    CU(cudaEventCreate(&e0), msg);
+    CU(cudaEventCreate(&e1), msg);
+    CU(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDeviceToDevice, stream), msg); /* warm-up */
+    for (int r = 0; r < REPEATS; ++r) {
+        float ms = 0;
+        CU(cudaEventRecord(e0, stream), msg);
+        CU(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDeviceToDevice, stream), msg);
+        CU(cudaEventRecord(e1, stream), msg);
+        CU(cudaEventSynchronize(e1), msg);
+        CU(cudaEventElapsedTime(&ms, e0, e1), msg);
+        t[r] = ms;
+    }
+    res = 2.0 * (double)bytes / (median(t, REPEATS) * 1e6);
+fail:
+    if (e0) cudaEventDestroy(e0);
+    if (e1) cudaEventDestroy(e1);
+    cudaFree(src);
+    cudaFree(dst);
+    return res;
+}
+#endif
+
+static double time_cpu(kb_function *fn, int iters, int repeats, char *msg) {
+    double t[REPEATS];
+    for (int r = 0; r < repeats; ++r) {
+        double t0 = now_ms();
+        for (int i = 0; i < iters; ++i)
+            if (kb_function_call(fn, NULL, 0) != KB_OK) {
+                snprintf(msg, MSG, "kb_function_call: %s", kb_last_error());
+                return -1;
+            }
+        t[r] = (now_ms() - t0) / iters;
+    }
+    return median(t, repeats);
+}
+
+/* memcpy between two host buffers: the CPU's counterpart of the device copy. */
+static double copy_bandwidth_cpu(size_t bytes, char *msg) {
+    char *src = malloc(bytes), *dst = malloc(bytes);
+    double t[REPEATS], res = -1;
+    volatile unsigned char sink = 0;
+    if (!src || !dst) {
+        snprintf(msg, MSG, "out of host memory for the copy measurement");
+    } else {
+        memset(src, 1, bytes);
+        memcpy(dst, src, bytes); /* warm-up: fault the pages in */
+        for (int r = 0; r < REPEATS; ++r) {
+            double t0 = now_ms();
+            memcpy(dst, src, bytes);
+            t[r] = now_ms() - t0;
+            sink += dst[bytes - 1 - (size_t)r]; /* a read of dst, so the copy cannot be elided */
+        }
+        res = 2.0 * (double)bytes / (median(t, REPEATS) * 1e6);
+        (void)sink;
+    }
+    free(src);
+    free(dst);
+    return res;
+}
+
+/* ---------------------------------------------------------------------------------------- */
+/* Output                                                                                     */
+/* ---------------------------------------------------------------------------------------- */
+
+typedef struct result {
+    const row *r;
+    double ms;         /* per call; < 0 when the row did not run */
+    double throughput; /* GB/s or TFLOP/s */
+    double frac;       /* of the copy bandwidth (GB/s rows), else < 0 */
+    const char *status; /* "ok", "wrong", "error" */
+    char msg[MSG];
+} result;
+
+static void json_str(FILE *f, const char *s) {
+    fputc('"', f);
+    for (; *s; ++s) {
+        unsigned char c = (unsigned char)*s;
+        if (c == '"' || c == '\\') fprintf(f, "\\%c", c);
+        else if (c < 0x20) fprintf(f, "\\u%04x", c);
+        else fputc(c, f);
+    }
+    fputc('"', f);
+}
+
+static void json_num(FILE *f, double v) {
+    if (v < 0 || !isfinite(v)) fputs("null", f);
+    else fprintf(f, "%.6g", v);
+}
+
+static int write_json(const char *path, const bench *B, const char *devname, double copy_gbs, int iters,
+                      int repeats, const result *res, int n) {
+    FILE *f = fopen(path, "w");
+    if (!f) return 0;
+    char date[32];
+    time_t now = time(NULL);
+    strftime(date, sizeof date, "%Y-%m-%dT%H:%M:%SZ", gmtime(&now));
+    fprintf(f, "{\n  \"tool\": \"kb\",\n  \"device\": ");
+    json_str(f, devname);
+    fprintf(f, ",\n  \"device_kind\": \"%s\",\n  \"date\": \"%s\",\n  \"small\": %s,\n", B->device == KB_DEVICE_CUDA ? "cuda" : "cpu",
+            date, B->small ? "true" : "false");
+    fprintf(f, "  \"iters\": %d,\n  \"repeats\": %d,\n  \"copy_gbs\": ", iters, repeats);
+    json_num(f, copy_gbs);
+    fprintf(f, ",\n  \"rows\": [\n");
+    for (int i = 0; i < n; ++i) {
+        const result *x = &res[i];
+        char shape[64];
+        shape_str(B, x->r->shape, shape, sizeof shape);
+        fprintf(f, "    {\"name\": \"%s\", \"shape\": \"%s\", \"unit\": \"%s\", \"formula\": ", x->r->name, shape,
+                x->r->flops ? "TFLOP/s" : "GB/s");
+        json_str(f, x->r->formula);
+        fprintf(f, ", \"amount\": %.17g, \"ms\": ", x->r->amount(B));
+        json_num(f, x->ms);
+        fprintf(f, ", \"throughput\": ");
+        json_num(f, x->ms > 0 ? x->throughput : -1);
+        fprintf(f, ", \"frac_copy\": ");
+        json_num(f, x->frac);
+        fprintf(f, ", \"check\": \"%s\", \"detail\": ", x->status);
+        json_str(f, x->msg);
+        fprintf(f, "}%s\n", i + 1 < n ? "," : "");
+    }
+    fprintf(f, "  ]\n}\n");
+    return fclose(f) == 0;
+}
+
+/* ---------------------------------------------------------------------------------------- */
+
+static void run_row(bench *B, const row *r, int iters, int repeats, result *res) {
+    res->r = r;
+    res->ms = res->throughput = res->frac = -1;
+    res->status = "error";
+    res->msg[0] = 0;
+    if (kb_set_allow_tf32(B->ctx, r->tf32) != KB_OK) {
+        snprintf(res->msg, MSG, "kb_set_allow_tf32: %s", kb_last_error());
+        return;
+    }
+    kb_tensor *y = r->build(B);
+    if (!y) {
+        snprintf(res->msg, MSG, "building the graph: %s (%s)", kb_last_error(), kb_status_string(kb_last_status()));
+        return;
+    }
+    kb_function *fn = kb_function_new(B->ctx, NULL, 0, &y, 1, NULL, 0, B->device);
+    if (!fn) {
+        snprintf(res->msg, MSG, "kb_function_new: %s", kb_last_error());
+        return;
+    }
+    /* warm-up: uploads the variables, plans, allocates the arena, creates library handles */
+    for (int i = 0; i < 2; ++i)
+        if (kb_function_call(fn, NULL, 0) != KB_OK) {
+            snprintf(res->msg, MSG, "kb_function_call: %s", kb_last_error());
+            kb_function_free(fn);
+            return;
+        }
+#ifdef KB_BENCH_CUDA
+    double ms = B->device == KB_DEVICE_CUDA ? time_cuda(B, fn, iters, repeats, res->msg)
+                                            : time_cpu(fn, iters, repeats, res->msg);
+#else
+    double ms = time_cpu(fn, iters, repeats, res->msg);
+#endif
+    if (ms > 0) {
+        res->ms = ms;
+        res->throughput = r->amount(B) / (ms * (r->flops ? 1e9 : 1e6));
+        out_view o;
+        o.p = kb_function_output(fn, 0, &o.dt, &o.rank, o.shape, &o.nbytes);
+        if (!o.p) snprintf(res->msg, MSG, "kb_function_output: %s", kb_last_error());
+        else res->status = r->check(B, &o, res->msg) ? "ok" : "wrong";
+    }
+    kb_function_free(fn);
+    kb_set_allow_tf32(B->ctx, 0);
+}
+
+static int usage(const char *argv0) {
+    fprintf(stderr, "usage: %s [--device cuda|cpu] [--rows name,name] [--iters N] [--json out.json] [--small]\nrows:",
+            argv0);
+    for (int i = 0; i < N_ROWS; ++i) fprintf(stderr, " %s", ROWS[i].name);
+    fprintf(stderr, "\n");
+    return 2;
+}
+
+int main(int argc, char **argv) {
+    const char *dev = NULL, *rows_arg = NULL, *json = NULL;
+    int iters = 0, small = 0;
+    for (int i = 1; i < argc; ++i) {
+        if (!strcmp(argv[i], "--device") && i + 1 < argc) dev = argv[++i];
+        else if (!strcmp(argv[i], "--rows") && i + 1 < argc) rows_arg = argv[++i];
+        else if (!strcmp(argv[i], "--iters") && i + 1 < argc) iters = atoi(argv[++i]);
+        else if (!strcmp(argv[i], "--json") && i + 1 < argc) json = argv[++i];
+        else if (!strcmp(argv[i], "--small")) small = 1;
+        else return usage(argv[0]);
+    }
+    if (iters < 0 || (dev && strcmp(dev, "cuda") && strcmp(dev, "cpu"))) return usage(argv[0]);
+
+    /* --rows: pick rows by name, in table order */
+    int pick[N_ROWS], n_pick = 0;
+    for (int i = 0; i < N_ROWS; ++i) pick[i] = rows_arg == NULL;
+    for (const char *p = rows_arg; p && *p;) {
+        size_t len = strcspn(p, ",");
+        int found = 0;
+        for (int i = 0; i < N_ROWS; ++i)
+            if (strlen(ROWS[i].name) == len && !strncmp(ROWS[i].name, p, len)) pick[i] = found = 1;
+        if (!found) {
+            fprintf(stderr, "kb_bench: unknown row '%.*s'\n", (int)len, p);
+            return usage(argv[0]);
+        }
+        p += len + (p[len] == ',');
+    }
+    for (int i = 0; i < N_ROWS; ++i) n_pick += pick[i];
+
+    bench B;
+    memset(&B, 0, sizeof B);
+    B.device = dev ? (!strcmp(dev, "cuda") ? KB_DEVICE_CUDA : KB_DEVICE_CPU)
+                   : (kb_cuda_device_count() > 0 ? KB_DEVICE_CUDA : KB_DEVICE_CPU);
+#ifndef KB_BENCH_CUDA
+    if (B.device == KB_DEVICE_CUDA) {
+        fprintf(stderr, "kb_bench: built without CUDA (no CUDA events to time with); use --device cpu\n");
+        return 1;
+    }
+#endif
+    B.small = small;
+    /* --small: every size /64 (elements, or flops for the products) for a quick CPU smoke run */
+    int s = small ? 64 : 1, s3 = small ? 4 : 1;
+    B.n = (int64_t)64 * 1024 * 1024 / s;
+    B.rows = 65536 / s, B.cols = 1024;
+    B.tn = 8192 / (small ? 8 : 1);
+    B.mm = 4096 / s3;
+    B.bb = 256 / s, B.bm = 128, B.bk = 64, B.bn = 128;
+    if (iters == 0) iters = B.device == KB_DEVICE_CUDA ? 20 : 3;
+    int repeats = B.device == KB_DEVICE_CUDA ? REPEATS : 3;
+
+    kb_context_options opts = KB_CONTEXT_OPTIONS_DEFAULTS;
+    opts.device = B.device;
+    opts.read_config = 0; /* defaults only: float32, no keras.json written by a benchmark */
+    if (kb_context_new(&B.ctx, &opts) != KB_OK) {
+        fprintf(stderr, "kb_bench: %s\n", kb_last_error());
+        return 1;
+    }
+    const char *devname = kb_context_device_name(B.ctx);
+
+    char msg[MSG] = "";
+    size_t copy_bytes = (size_t)1 << (small ? 24 : 30);
+#ifdef KB_BENCH_CUDA
+    double copy_gbs = B.device == KB_DEVICE_CUDA ? copy_bandwidth_cuda(&B, copy_bytes, msg)
+                                                 : copy_bandwidth_cpu(copy_bytes, msg);
+#else
+    double copy_gbs = copy_bandwidth_cpu(copy_bytes, msg);
+#endif
+    printf("kb_bench: %s%s, %d calls x %d repeats per row (median), copy %.1f GB/s (%zu MiB, 2 x bytes / time)\n",
+           devname, small ? ", --small sizes" : "", iters, repeats, copy_gbs > 0 ? copy_gbs : 0.0, copy_bytes >> 20);
+    if (copy_gbs <= 0) fprintf(stderr, "kb_bench: copy bandwidth not measured: %s\n", msg);
+    printf("%-10s %-16s %10s %12s %8s  %-6s %s\n", "row", "shape", "ms", "throughput", "of copy", "check", "detail");
+
+    result res[N_ROWS];
+    int n_res = 0, failed = 0;
+    for (int i = 0; i < N_ROWS; ++i) {
+        if (!pick[i]) continue;
+        result *x = &res[n_res++];
+        run_row(&B, &ROWS[i], iters, repeats, x);
+        if (!ROWS[i].flops && x->ms > 0 && copy_gbs > 0) x->frac = x->throughput / copy_gbs;
+        failed += strcmp(x->status, "ok") != 0;
+        char tp[32] = "-", fr[16] = "-", shape[64];
+        shape_str(&B, ROWS[i].shape, shape, sizeof shape);
+        if (x->ms > 0) snprintf(tp, sizeof tp, "%.2f %s", x->throughput, ROWS[i].flops ? "TF/s" : "GB/s");
+        if (x->frac > 0) snprintf(fr, sizeof fr, "%.3f", x->frac);
+        printf("%-10s %-16s %10.4f %12s %8s  %-6s %s\n", ROWS[i].name, shape, x->ms > 0 ? x->ms : 0.0, tp, fr,
+               x->status, x->msg);
+        fflush(stdout);
+    }
+    if (json && !write_json(json, &B, devname, copy_gbs, iters, repeats, res, n_res)) {
+        fprintf(stderr, "kb_bench: cannot write %s\n", json);
+        failed++;
+    }
+    kb_context_free(B.ctx);
+    if (failed) fprintf(stderr, "kb_bench: %d of %d rows failed or gave a wrong value\n", failed, n_pick);
+    return failed ? 1 : 0;
+}

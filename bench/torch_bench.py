@@ -1,0 +1,234 @@
+#!/usr/bin/env python3
+"""The kb_bench table in PyTorch, as the reference kb's speed goals are ratios against.
+
+    python3 bench/torch_bench.py [--device cuda|cpu] [--rows name,name] [--iters N] [--json out.json] [--small]
+
+Same rows, sizes, byte/flop formulas, warm-up and timing scheme as bench/kb_bench.c (median over
+repeats of N calls between two CUDA events on the current stream; time.perf_counter on the CPU),
+and the same JSON schema, so bench/compare.py can put the two side by side. float32 matrix
+products are strict (allow_tf32 = False) except on the dot_tf32 row.
+"""
+import argparse
+import datetime
+import json
+import statistics
+import sys
+import time
+
+import torch
+
+REPEATS = 5
+WARMUP = 2
+
+
+def sizes(small):
+    """The same sizes as kb_bench; --small divides elements (or flops) by 64."""
+    s, s3 = (64, 4) if small else (1, 1)
+    return {
+        "n": 64 * 1024 * 1024 // s,
+        "rows": 65536 // s,
+        "cols": 1024,
+        "tn": 8192 // (8 if small else 1),
+        "mm": 4096 // s3,
+        "bb": 256 // s,
+        "bm": 128,
+        "bk": 64,
+        "bn": 128,
+    }
+
+
+def make_rows(z, dev):
+    """(name, shape, unit, formula, amount, tf32, operands() -> fn) per row, in kb_bench's order.
+    Operands are made lazily so --rows only allocates what it runs."""
+    n, R, C, T, M = z["n"], z["rows"], z["cols"], z["tn"], z["mm"]
+    B, BM, BK, BN = z["bb"], z["bm"], z["bk"], z["bn"]
+    gen = torch.Generator(device=dev).manual_seed(1234)
+
+    def uni(*shape):
+        # values in [-1, 1), as kb_bench's inputs
+        return torch.rand(*shape, device=dev, generator=gen, dtype=torch.float32) * 2 - 1
+
+    cache = {}
+
+    def get(key, *shape):
+        if key not in cache:
+            cache[key] = uni(*shape)
+        return cache[key]
+
+    def vec(key):
+        return get(key, n)
+
+    def mat():
+        return get("x", R, C)
+
+    def add():
+        a, b = vec("a"), vec("b")
+        return lambda: a + b
+
+    def chain():
+        a, b = vec("a"), vec("b")
+        return lambda: a * b + torch.exp(a)
+
+    def sum_last():
+        x = mat()
+        return lambda: x.sum(-1)
+
+    def sum_first():
+        x = mat()
+        return lambda: x.sum(0)
+
+    def softmax():
+        x = mat()
+        return lambda: torch.softmax(x, -1)
+
+    def argmax():
+        x = mat()
+        return lambda: torch.argmax(x, -1)
+
+    def cumsum():
+        x = mat()
+        return lambda: torch.cumsum(x, -1)
+
+    def transpose():
+        t = get("t", T, T)
+        return lambda: t.t().contiguous()
+
+    def dot():
+        x, y = get("da", M, M), get("db", M, M)
+        return lambda: x @ y
+
+    def batch_dot():
+        x, y = get("ba", B, BM, BK), get("bb", B, BK, BN)
+        return lambda: torch.bmm(x, y)
+
+    f = 4.0
+    return [
+        ("add", f"{n}", "GB/s", "3*4*n", 3 * f * n, False, add),
+        ("chain", f"{n}", "GB/s", "3*4*n (a, b in, y out)", 3 * f * n, False, chain),
+        ("sum_last", f"{R}x{C}", "GB/s", "4*R*C + 4*R", f * (R * C + R), False, sum_last),
+        ("sum_first", f"{R}x{C}", "GB/s", "4*R*C + 4*C", f * (R * C + C), False, sum_first),
+        ("softmax", f"{R}x{C}", "GB/s", "2*4*R*C", 2 * f * R * C, False, softmax),
+        ("argmax", f"{R}x{C}", "GB/s", "4*R*C + 8*R", f * R * C + 8.0 * R, False, argmax),
+        ("cumsum", f"{R}x{C}", "GB/s", "2*4*R*C", 2 * f * R * C, False, cumsum),
+        ("transpose", f"{T}x{T}", "GB/s", "2*4*n*n", 2 * f * T * T, False, transpose),
+        ("dot_fp32", f"{M}x{M}x{M}", "TFLOP/s", "2*M*N*K", 2.0 * M * M * M, False, dot),
+        ("dot_tf32", f"{M}x{M}x{M}", "TFLOP/s", "2*M*N*K", 2.0 * M * M * M, True, dot),
+        ("batch_dot", f"{B}x{BM}x{BK}x{BN}", "TFLOP/s", "2*B*M*N*K", 2.0 * B * BM * BN * BK, False, batch_dot),
+    ]
+
+
+def set_tf32(on):
+    torch.backends.cuda.matmul.allow_tf32 = on
+
+
+def time_calls(fn, dev, iters, repeats):
+    """Median per-call milliseconds over `repeats` runs of `iters` calls, after WARMUP calls."""
+    for _ in range(WARMUP):
+        fn()
+    times = []
+    if dev == "cuda":
+        start, stop = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+        torch.cuda.synchronize()
+        for _ in range(repeats):
+            start.record()
+            for _ in range(iters):
+                fn()
+            stop.record()
+            stop.synchronize()
+            times.append(start.elapsed_time(stop) / iters)
+    else:
+        for _ in range(repeats):
+            t0 = time.perf_counter()
+            for _ in range(iters):
+                fn()
+            times.append((time.perf_counter() - t0) * 1e3 / iters)
+    return statistics.median(times)
+
+
+def copy_bandwidth(dev, nbytes):
+    """GB/s of a device-to-device copy of nbytes: 2 * bytes / time, as kb_bench measures it."""
+    src = torch.ones(nbytes, dtype=torch.uint8, device=dev)
+    dst = torch.empty_like(src)
+    ms = time_calls(lambda: dst.copy_(src), dev, 1, REPEATS)
+    del src, dst
+    return 2.0 * nbytes / (ms * 1e6)
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--device", choices=["cuda", "cpu"], default=None)
+    ap.add_argument("--rows", default=None)
+    ap.add_argument("--iters", type=int, default=0)
+    ap.add_argument("--json", default=None)
+    ap.add_argument("--small", action="store_true")
+    args = ap.parse_args()
+    dev = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
+    if dev == "cuda" and not torch.cuda.is_available():
+        sys.exit("torch_bench: CUDA asked for, but torch sees no GPU")
+    iters = args.iters or (20 if dev == "cuda" else 3)
+    repeats = REPEATS if dev == "cuda" else 3
+    z = sizes(args.small)
+    rows = make_rows(z, dev)
+    names = [r[0] for r in rows]
+    pick = names if args.rows is None else args.rows.split(",")
+    for p in pick:
+        if p not in names:
+            sys.exit(f"torch_bench: unknown row '{p}'; rows: {' '.join(names)}")
+
+    devname = torch.cuda.get_device_name() if dev == "cuda" else "cpu (torch, %d threads)" % torch.get_num_threads()
+    copy_bytes = 1 << (24 if args.small else 30)
+    copy_gbs = copy_bandwidth(dev, copy_bytes)
+    print(f"torch_bench: torch {torch.__version__}, {devname}{', --small sizes' if args.small else ''}, "
+          f"{iters} calls x {repeats} repeats per row (median), copy {copy_gbs:.1f} GB/s ({copy_bytes >> 20} MiB)")
+    print(f"{'row':<10} {'shape':<16} {'ms':>10} {'throughput':>12} {'of copy':>8}")
+    results = []
+    for name, shape, unit, formula, amount, tf32, operands in rows:
+        if name not in pick:
+            continue
+        res = {"name": name, "shape": shape, "unit": unit, "formula": formula, "amount": amount,
+               "ms": None, "throughput": None, "frac_copy": None, "check": "error", "detail": ""}
+        try:
+            if dev == "cuda":
+                set_tf32(tf32)
+            with torch.no_grad():
+                fn = operands()
+                ms = time_calls(fn, dev, iters, repeats)
+            res["ms"] = ms
+            res["throughput"] = amount / (ms * (1e9 if unit == "TFLOP/s" else 1e6))
+            if unit == "GB/s" and copy_gbs > 0:
+                res["frac_copy"] = res["throughput"] / copy_gbs
+            # PyTorch is the reference here, not the thing under test: its values are not re-checked.
+            res["check"] = "ok"
+            res["detail"] = "reference, not checked"
+        except Exception as e:  # a row that fails (e.g. out of memory) is reported, the others still run
+            res["detail"] = f"{type(e).__name__}: {e}"[:250]
+        finally:
+            if dev == "cuda":
+                set_tf32(False)
+        tp = "-" if res["ms"] is None else f"{res['throughput']:.2f} {'TF/s' if unit == 'TFLOP/s' else 'GB/s'}"
+        fr = "-" if res["frac_copy"] is None else f"{res['frac_copy']:.3f}"
+        print(f"{name:<10} {shape:<16} {res['ms'] or 0:>10.4f} {tp:>12} {fr:>8}  {res['check']:<6} {res['detail']}",
+              flush=True)
+        results.append(res)
+
+    doc = {
+        "tool": "torch",
+        "torch_version": torch.__version__,
+        "device": devname,
+        "device_kind": dev,
+        "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "small": args.small,
+        "iters": iters,
+        "repeats": repeats,
+        "copy_gbs": copy_gbs,
+        "rows": results,
+    }
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(doc, f, indent=2)
+            f.write("\n")
+    return 0 if all(r["check"] == "ok" for r in results) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
