@@ -79,9 +79,8 @@ def main():
             print("| " + " | ".join(l) + " |")
     else:
         widths = [max(len(h), *(len(l[i]) for l in lines)) if lines else len(h) for i, h in enumerate(head)]
-        print("  ".join(h.ljust(w) for h, w in zip(head, widths)))
-        for l in lines:
-            print("  ".join(c.ljust(w) for c, w in zip(l, widths)))
+        for l in [head] + lines:
+            print("  ".join(c.ljust(w) for c, w in zip(l, widths)).rstrip())
     print(f"goals met: {met} of {total}")
     for r in kb["rows"]:
         if r["check"] != "ok":

@@ -180,7 +180,7 @@ def main():
     copy_gbs = copy_bandwidth(dev, copy_bytes)
     print(f"torch_bench: torch {torch.__version__}, {devname}{', --small sizes' if args.small else ''}, "
           f"{iters} calls x {repeats} repeats per row (median), copy {copy_gbs:.1f} GB/s ({copy_bytes >> 20} MiB)")
-    print(f"{'row':<10} {'shape':<16} {'ms':>10} {'throughput':>12} {'of copy':>8}")
+    print(f"{'row':<10} {'shape':<16} {'ms':>10} {'throughput':>12} {'of copy':>8}  {'check':<6} detail")
     results = []
     for name, shape, unit, formula, amount, tf32, operands in rows:
         if name not in pick:
