@@ -5,8 +5,8 @@
  *
  * Every row is a kb_function with no inputs: its operands are kb variables, so after the warm-up
  * calls they live on the device and a call moves no data from the host. Outputs are read once,
- * after timing, to check one value per row against a closed form or a host loop (the bench must
- * never report the speed of a wrong answer). CUDA time comes from two cudaEvents recorded on the
+ * after timing, and checked against a closed form or a host loop (all elements, or a sample
+ * where the reference is costly), so the bench never reports the speed of a wrong answer. CUDA time comes from two cudaEvents recorded on the
  * context's stream around N calls; CPU time from the monotonic clock. Each row is timed
  * `repeats` times and the median per-call time is reported.
  *
@@ -667,6 +667,7 @@ static void run_row(bench *B, const row *r, int iters, int repeats, result *res)
     res->ms = res->throughput = res->frac = -1;
     res->status = "error";
     res->msg[0] = 0;
+    /* every row sets the mode it needs, so a failed TF32 row cannot leak TF32 into the next */
     if (kb_set_allow_tf32(B->ctx, r->tf32) != KB_OK) {
         snprintf(res->msg, MSG, "kb_set_allow_tf32: %s", kb_last_error());
         return;
@@ -703,7 +704,6 @@ static void run_row(bench *B, const row *r, int iters, int repeats, result *res)
         else res->status = r->check(B, &o, res->msg) ? "ok" : "wrong";
     }
     kb_function_free(fn);
-    kb_set_allow_tf32(B->ctx, 0);
 }
 
 static int usage(const char *argv0) {
