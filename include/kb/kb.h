@@ -319,6 +319,8 @@ KB_API kb_status kb_function_get_info(const kb_function *fn, kb_function_info *o
 /**
  * Output \p i of the last call: a host buffer owned by the function, valid until the next call
  * or kb_function_free. Shape, rank and dtype through the out-parameters (each may be NULL).
+ * Outputs are fetched lazily: a CUDA function copies an output to the host on its first read
+ * (a call whose outputs are never read moves no data back), a CPU function returns it in place.
  */
 KB_API const void *kb_function_output(const kb_function *fn, int i, kb_dtype *dtype, int *rank,
                                       int64_t shape[KB_MAX_RANK], size_t *nbytes);

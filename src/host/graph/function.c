@@ -50,9 +50,12 @@ struct kb_function {
     kb_plan *plans;
     uint64_t tick;
     void **bufs;        /* per node data pointer during a call */
-    void **out_host;
+    void **out_host;    /* host copies of outputs, made on first read (CUDA) */
     size_t *out_cap;
     kb_desc *out_desc;
+    const void **out_src; /* per output after a call: its data on the device (in the plan's arena),
+                             or its host copy once fetched */
+    unsigned char *out_ready; /* out_src[i] is host memory the caller may read */
     int has_outputs;    /* a call has completed */
     int32_t lp_value;   /* host staging of the learning phase */
 };
@@ -87,6 +90,8 @@ void kb_function_free(kb_function *fn) {
     free(fn->out_host);
     free(fn->out_cap);
     free(fn->out_desc);
+    free(fn->out_src);
+    free(fn->out_ready);
     free(fn->inputs);
     free(fn->out_pos);
     free(fn->upd_pos);
@@ -267,6 +272,8 @@ kb_function *kb_function_new(kb_context *ctx, kb_tensor *const *inputs, int n_in
     ALLOC(fn->out_host, n_outputs);
     ALLOC(fn->out_cap, n_outputs);
     ALLOC(fn->out_desc, n_outputs);
+    ALLOC(fn->out_src, n_outputs);
+    ALLOC(fn->out_ready, n_outputs);
     free(pos);
     free(stack);
     free(need);
@@ -585,6 +592,23 @@ static kb_status run_on_host(kb_function *fn, const kb_exec *ex, const kb_op_def
     return st;
 }
 
+/* Output i to the function's host buffer (a d2h copy on CUDA, a memcpy on the CPU). */
+static kb_status fetch_output(kb_function *fn, int i) {
+    size_t nb = desc_bytes(&fn->out_desc[i]);
+    if (nb > fn->out_cap[i] || !fn->out_host[i]) {
+        void *nbuf = realloc(fn->out_host[i], nb ? nb : 1);
+        if (!nbuf) return kb_set_error(KB_ERR_OUT_OF_MEMORY, "kb_function_call: out of host memory for output %d", i);
+        fn->out_host[i] = nbuf;
+        fn->out_cap[i] = nb ? nb : 1;
+    }
+    kb_status st = fn->api->copy_d2h(fn->dev, fn->out_host[i], fn->out_src[i], nb);
+    if (st == KB_OK) st = fn->api->sync(fn->dev);
+    if (st != KB_OK) return st;
+    fn->out_src[i] = fn->out_host[i];
+    fn->out_ready[i] = 1;
+    return KB_OK;
+}
+
 static kb_status run(kb_function *fn, kb_plan *p, const kb_feed *feeds) {
     const kb_device_api *api = fn->api;
     kb_context *ctx = fn->ctx;
@@ -642,21 +666,17 @@ static kb_status run(kb_function *fn, kb_plan *p, const kb_feed *feeds) {
         else st = kb_cpu_call(&ex, def, &t->attrs, in, t->n_in, &out);
         api->range_pop(fn->dev);
     }
-    /* outputs to host buffers owned by the function */
+    /* Outputs are fetched lazily: one computed in the plan's arena stays there, untouched until
+     * the next call, and is copied to the host only when read (a CPU function hands out the
+     * arena itself). An output stored in a variable or constant is copied now, before the
+     * updates below or a later set_value can change it. */
     for (int i = 0; i < fn->n_out && st == KB_OK; ++i) {
         int k = fn->out_pos[i];
-        size_t nb = desc_bytes(&p->desc[k]);
-        if (nb > fn->out_cap[i] || !fn->out_host[i]) {
-            void *nbuf = realloc(fn->out_host[i], nb ? nb : 1);
-            if (!nbuf) {
-                st = kb_set_error(KB_ERR_OUT_OF_MEMORY, "kb_function_call: out of host memory for output %d", i);
-                break;
-            }
-            fn->out_host[i] = nbuf;
-            fn->out_cap[i] = nb ? nb : 1;
-        }
         fn->out_desc[i] = p->desc[k];
-        st = api->copy_d2h(fn->dev, fn->out_host[i], fn->bufs[k], nb);
+        fn->out_src[i] = fn->bufs[k];
+        fn->out_ready[i] = fn->device == KB_DEVICE_CPU && needs_arena(fn, fn->root[k]);
+        if (needs_arena(fn, fn->root[k])) continue;
+        st = fetch_output(fn, i);
     }
     /* updates, together: a value that lives in another updated variable is copied first */
     for (int u = 0; u < fn->n_upd && st == KB_OK; ++u) {
@@ -722,12 +742,14 @@ const void *kb_function_output(const kb_function *fn, int i, kb_dtype *dtype, in
         kb_set_error(KB_ERR_INVALID_STATE, "kb_function_output: the function has not run successfully yet");
         return NULL;
     }
+    /* The fetch fills the function's own cache: logically const for the caller. */
+    if (!fn->out_ready[i] && fetch_output((kb_function *)fn, i) != KB_OK) return NULL;
     const kb_desc *d = &fn->out_desc[i];
     if (dtype) *dtype = d->dtype;
     if (rank) *rank = d->rank;
     if (shape) memcpy(shape, d->shape, sizeof(int64_t) * (size_t)d->rank);
     if (nbytes) *nbytes = desc_bytes(d);
-    return fn->out_host[i];
+    return fn->out_src[i];
 }
 
 kb_status kb_function_get_output(const kb_function *fn, int i, void *out, size_t nbytes) {
