@@ -1,55 +1,171 @@
 /*
- * Elementwise kernels: add, subtract, multiply, divide (numpy broadcasting), negative, square,
- * exp, log, sqrt, sqrt_grad, clip, clip_grad (float32 / float64) and cast (any of the 9 dtypes to any).
+ * Elementwise kernels: add, subtract, multiply, divide, maximum, minimum (numpy broadcasting),
+ * the comparisons equal, not_equal, greater, greater_equal, less, less_equal (bool out),
+ * negative, square, abs, sign, round, pow, sin, cos, exp, log, sqrt, sqrt_grad, clip,
+ * clip_grad, and cast (any of the 9 dtypes to any).
+ *
+ * dtypes: float16 / bfloat16 / float32 / float64 for every op; the half types are loaded to
+ * float, computed in float and rounded once on store (as the CPU executor, which widens them to
+ * float32). add subtract multiply maximum minimum negative square abs sign also take int8,
+ * uint8, int32, int64 with wrap-around arithmetic (done in the unsigned type: no signed
+ * overflow). The comparisons take every dtype (bool as its 0/1 byte) and write bool bytes.
  *
  * Shapes: binary ops broadcast in[0] and in[1] (right-aligned, size-1 dims stretch) into
- * out->shape; unary ops keep the shape. Bytes moved: unary n*(2*sizeof T); binary with equal
- * shapes n*3*sizeof T (broadcast operands are re-read from cache); cast n*(sizeof S+sizeof D).
- * Flops are negligible: all of these are memory-bound, so the equal-shape paths use 16-byte
- * vector loads (float4 / double2) with a scalar tail; the broadcast path walks a coalesced
- * index map (kb_imap) with int64 indices.
+ * out->shape; unary ops keep the shape. Bytes moved: unary n*(sizeof T + sizeof O); binary with
+ * equal shapes n*(2*sizeof T + sizeof O) (broadcast operands are re-read from cache); cast
+ * n*(sizeof S+sizeof D). Flops are negligible: all of these are memory-bound, so the equal-shape
+ * paths load 16 bytes per operand per step (float4 / double2 / 8 halves / 16 int8, and the
+ * matching output pack) in a grid-stride loop, with a scalar tail; the broadcast path walks a
+ * coalesced index map (kb_imap) with int64 indices.
  */
 #include "cuda/kernels/common.cuh"
 
 namespace {
 
 /* ------------------------------------------------------------------------------------------ */
-/* Functors (semantics shared with the CPU kernels in ops/elementwise.c)                       */
+/* Load / compute / store types                                                                */
 /* ------------------------------------------------------------------------------------------ */
 
-struct f_add { template <typename T> __device__ T operator()(T a, T b) const { return a + b; } };
-struct f_sub { template <typename T> __device__ T operator()(T a, T b) const { return a - b; } };
-struct f_mul { template <typename T> __device__ T operator()(T a, T b) const { return a * b; } };
-struct f_div { template <typename T> __device__ T operator()(T a, T b) const { return a / b; } };
+/* The type a value is computed in: float for the half types, the type itself otherwise. */
+template <typename T> struct ctype { using type = T; };
+template <> struct ctype<__half> { using type = float; };
+template <> struct ctype<__nv_bfloat16> { using type = float; };
+template <typename T> using ctype_t = typename ctype<T>::type;
+
+template <typename T> __device__ __forceinline__ ctype_t<T> ld(T x) {
+    if constexpr (std::is_same<T, __half>::value) return __half2float(x);
+    else if constexpr (std::is_same<T, __nv_bfloat16>::value) return __bfloat162float(x);
+    else return x;
+}
+/* One rounding to the stored type (round to nearest even for the half types); a bool result is
+ * stored as its 0/1 byte. */
+template <typename O, typename V> __device__ __forceinline__ O st(V v) {
+    if constexpr (std::is_same<O, __half>::value) return __float2half_rn(v);
+    else if constexpr (std::is_same<O, __nv_bfloat16>::value) return __float2bfloat16_rn(v);
+    else return (O)v;
+}
+
+/* Integer arithmetic wraps modulo 2^bits (TF's integer kernels): computed in the unsigned type. */
+template <typename C> using uns_t = typename std::make_unsigned<C>::type;
+template <typename C> __device__ __forceinline__ C w_add(C a, C b) {
+    if constexpr (std::is_integral<C>::value) return (C)((uns_t<C>)a + (uns_t<C>)b);
+    else return a + b;
+}
+template <typename C> __device__ __forceinline__ C w_sub(C a, C b) {
+    if constexpr (std::is_integral<C>::value) return (C)((uns_t<C>)a - (uns_t<C>)b);
+    else return a - b;
+}
+template <typename C> __device__ __forceinline__ C w_mul(C a, C b) {
+    if constexpr (std::is_integral<C>::value) return (C)((uns_t<C>)a * (uns_t<C>)b);
+    else return a * b;
+}
+
+/* Float math by compute type (no fast-math: IEEE NaN/Inf, as the CPU). */
+__device__ __forceinline__ float m_sin(float x) { return sinf(x); }
+__device__ __forceinline__ double m_sin(double x) { return sin(x); }
+__device__ __forceinline__ float m_cos(float x) { return cosf(x); }
+__device__ __forceinline__ double m_cos(double x) { return cos(x); }
+__device__ __forceinline__ float m_rint(float x) { return rintf(x); }
+__device__ __forceinline__ double m_rint(double x) { return rint(x); }
+__device__ __forceinline__ float m_pow(float x, float a) { return powf(x, a); }
+__device__ __forceinline__ double m_pow(double x, double a) { return pow(x, a); }
+__device__ __forceinline__ float m_fabs(float x) { return fabsf(x); }
+__device__ __forceinline__ double m_fabs(double x) { return fabs(x); }
+
+/* ------------------------------------------------------------------------------------------ */
+/* Functors on compute-type values (semantics shared with cpu/cpu_elementwise.c)               */
+/* ------------------------------------------------------------------------------------------ */
+
+struct f_add { template <typename C> __device__ C operator()(C a, C b) const { return w_add(a, b); } };
+struct f_sub { template <typename C> __device__ C operator()(C a, C b) const { return w_sub(a, b); } };
+struct f_mul { template <typename C> __device__ C operator()(C a, C b) const { return w_mul(a, b); } };
+struct f_div { template <typename C> __device__ C operator()(C a, C b) const { return a / b; } };
+/* NaN propagates (numpy, TF 2); ties return b, as the CPU. */
+struct f_max {
+    template <typename C> __device__ C operator()(C a, C b) const {
+        if constexpr (std::is_floating_point<C>::value) {
+            if (a != a) return a;
+            if (b != b) return b;
+        }
+        return a > b ? a : b;
+    }
+};
+struct f_min {
+    template <typename C> __device__ C operator()(C a, C b) const {
+        if constexpr (std::is_floating_point<C>::value) {
+            if (a != a) return a;
+            if (b != b) return b;
+        }
+        return a < b ? a : b;
+    }
+};
 /* sqrt_grad(dy, x) = x < 0 ? 0 : dy * 0.5 / sqrt(x), in double as the CPU evaluates it. */
 struct f_sqrt_grad {
-    template <typename T> __device__ T operator()(T dy, T x) const {
+    template <typename C> __device__ C operator()(C dy, C x) const {
         double xd = (double)x;
-        return xd < 0.0 ? (T)0 : (T)kb_div(kb_mul((double)dy, 0.5), kb_sqrt(xd));
+        return xd < 0.0 ? (C)0 : (C)kb_div(kb_mul((double)dy, 0.5), kb_sqrt(xd));
     }
 };
-
-struct f_neg { template <typename T> __device__ T operator()(T x) const { return -x; } };
-struct f_square { template <typename T> __device__ T operator()(T x) const { return x * x; } };
-struct f_exp { template <typename T> __device__ T operator()(T x) const { return kb_exp(x); } };
-struct f_log { template <typename T> __device__ T operator()(T x) const { return kb_log(x); } };
-/* Keras sqrt: sqrt(max(x, 0)); NaN stays NaN. */
-struct f_sqrt { template <typename T> __device__ T operator()(T x) const { return x < (T)0 ? (T)0 : kb_sqrt(x); } };
-/* clip compares in double against the double bounds (as the CPU), so float32 results agree. */
-struct f_clip {
-    double lo, hi;
-    template <typename T> __device__ T operator()(T x) const {
-        double xd = (double)x;
-        return xd < lo ? (T)lo : (xd > hi ? (T)hi : x);
-    }
-};
-
 /* clip_grad(dy, x): TF clip_by_value passes dy where lo <= x <= hi (double compares, as the CPU). */
 struct f_clip_grad {
     double lo, hi;
-    template <typename T> __device__ T operator()(T dy, T x) const {
+    template <typename C> __device__ C operator()(C dy, C x) const {
         double xd = (double)x;
-        return (xd < lo || xd > hi) ? (T)0 : dy;
+        return (xd < lo || xd > hi) ? (C)0 : dy;
+    }
+};
+
+/* IEEE comparisons: false with a NaN operand, except not_equal. */
+struct f_eq { template <typename C> __device__ bool operator()(C a, C b) const { return a == b; } };
+struct f_ne { template <typename C> __device__ bool operator()(C a, C b) const { return a != b; } };
+struct f_gt { template <typename C> __device__ bool operator()(C a, C b) const { return a > b; } };
+struct f_ge { template <typename C> __device__ bool operator()(C a, C b) const { return a >= b; } };
+struct f_lt { template <typename C> __device__ bool operator()(C a, C b) const { return a < b; } };
+struct f_le { template <typename C> __device__ bool operator()(C a, C b) const { return a <= b; } };
+
+/* Floats: -x (negative(+0) = -0); integers wrap. */
+struct f_neg {
+    template <typename C> __device__ C operator()(C x) const {
+        if constexpr (std::is_floating_point<C>::value) return -x;
+        else return w_sub((C)0, x);
+    }
+};
+struct f_square { template <typename C> __device__ C operator()(C x) const { return w_mul(x, x); } };
+/* abs(-0) = +0, NaN stays NaN; integers wrap (abs(INT32_MIN) = INT32_MIN, as TF). */
+struct f_abs {
+    template <typename C> __device__ C operator()(C x) const {
+        if constexpr (std::is_floating_point<C>::value) return m_fabs(x);
+        else if constexpr (std::is_signed<C>::value) return x < 0 ? w_sub((C)0, x) : x;
+        else return x;
+    }
+};
+/* sign(+-0) = +0, NaN stays NaN. */
+struct f_sign {
+    template <typename C> __device__ C operator()(C x) const {
+        if constexpr (std::is_floating_point<C>::value) return x > 0 ? (C)1 : x < 0 ? (C)-1 : x == 0 ? (C)0 : x;
+        else if constexpr (std::is_signed<C>::value) return (C)((x > 0) - (x < 0));
+        else return (C)(x > 0);
+    }
+};
+struct f_exp { template <typename C> __device__ C operator()(C x) const { return kb_exp(x); } };
+struct f_log { template <typename C> __device__ C operator()(C x) const { return kb_log(x); } };
+/* Keras sqrt: sqrt(max(x, 0)); NaN stays NaN. */
+struct f_sqrt { template <typename C> __device__ C operator()(C x) const { return x < (C)0 ? (C)0 : kb_sqrt(x); } };
+struct f_sin { template <typename C> __device__ C operator()(C x) const { return m_sin(x); } };
+struct f_cos { template <typename C> __device__ C operator()(C x) const { return m_cos(x); } };
+/* rint in the default mode rounds half to even (tf.round): round(2.5) = 2, round(-0.5) = -0. */
+struct f_round { template <typename C> __device__ C operator()(C x) const { return m_rint(x); } };
+/* tf.pow casts the exponent to x's dtype (float for the half types, as the widening CPU path). */
+struct f_pow {
+    double a;
+    template <typename C> __device__ C operator()(C x) const { return m_pow(x, (C)a); }
+};
+/* clip compares in double against the double bounds (as the CPU), so float32 results agree. */
+struct f_clip {
+    double lo, hi;
+    template <typename C> __device__ C operator()(C x) const {
+        double xd = (double)x;
+        return xd < lo ? (C)lo : (xd > hi ? (C)hi : x);
     }
 };
 
@@ -57,58 +173,61 @@ struct f_clip_grad {
 /* Kernels                                                                                     */
 /* ------------------------------------------------------------------------------------------ */
 
-template <typename T> struct vec16 { static constexpr int N = 16 / sizeof(T); };
-template <typename T> struct alignas(16) pack { T v[vec16<T>::N]; };
+/* N elements of the input type per 16 bytes; the output pack holds the same N elements. */
+template <typename T> struct vec16 { static constexpr int N = 16 / (int)sizeof(T); };
+template <typename T, int N> struct alignas(sizeof(T) * N) pack { T v[N]; };
 
-/* y = f(x), contiguous. vec: x and y are 16-byte aligned -> n/N vector iterations + tail. */
-template <typename T, typename F>
-__global__ void k_unary(const T *__restrict__ x, T *__restrict__ y, int64_t n, int vec, F f) {
+/* y = f(x), contiguous. vec: x 16-byte aligned, y aligned to its pack -> n/N vector steps + tail. */
+template <typename T, typename O, typename F>
+__global__ void k_unary(const T *__restrict__ x, O *__restrict__ y, int64_t n, int vec, F f) {
     constexpr int N = vec16<T>::N;
     int64_t done = 0;
     if (vec) {
         int64_t nv = n / N;
-        const pack<T> *xv = (const pack<T> *)x;
-        pack<T> *yv = (pack<T> *)y;
+        const pack<T, N> *xv = (const pack<T, N> *)x;
+        pack<O, N> *yv = (pack<O, N> *)y;
         KB_GRID_LOOP(i, nv) {
-            pack<T> p = xv[i];
+            pack<T, N> p = xv[i];
+            pack<O, N> q;
 #pragma unroll
-            for (int k = 0; k < N; k++) p.v[k] = f(p.v[k]);
-            yv[i] = p;
+            for (int k = 0; k < N; k++) q.v[k] = st<O>(f(ld(p.v[k])));
+            yv[i] = q;
         }
         done = nv * N;
     }
-    KB_GRID_LOOP(j, n - done) y[done + j] = f(x[done + j]);
+    KB_GRID_LOOP(j, n - done) y[done + j] = st<O>(f(ld(x[done + j])));
 }
 
 /* y = f(a, b), all three of the same shape. */
-template <typename T, typename F>
-__global__ void k_binary_flat(const T *__restrict__ a, const T *__restrict__ b, T *__restrict__ y,
-                              int64_t n, int vec, F f) {
+template <typename T, typename O, typename F>
+__global__ void k_binary_flat(const T *__restrict__ a, const T *__restrict__ b, O *__restrict__ y, int64_t n,
+                              int vec, F f) {
     constexpr int N = vec16<T>::N;
     int64_t done = 0;
     if (vec) {
         int64_t nv = n / N;
-        const pack<T> *av = (const pack<T> *)a, *bv = (const pack<T> *)b;
-        pack<T> *yv = (pack<T> *)y;
+        const pack<T, N> *av = (const pack<T, N> *)a, *bv = (const pack<T, N> *)b;
+        pack<O, N> *yv = (pack<O, N> *)y;
         KB_GRID_LOOP(i, nv) {
-            pack<T> p = av[i], q = bv[i];
+            pack<T, N> p = av[i], q = bv[i];
+            pack<O, N> r;
 #pragma unroll
-            for (int k = 0; k < N; k++) p.v[k] = f(p.v[k], q.v[k]);
-            yv[i] = p;
+            for (int k = 0; k < N; k++) r.v[k] = st<O>(f(ld(p.v[k]), ld(q.v[k])));
+            yv[i] = r;
         }
         done = nv * N;
     }
-    KB_GRID_LOOP(j, n - done) y[done + j] = f(a[done + j], b[done + j]);
+    KB_GRID_LOOP(j, n - done) y[done + j] = st<O>(f(ld(a[done + j]), ld(b[done + j])));
 }
 
 /* y[i] = f(a[map0(i)], b[map1(i)]): numpy broadcasting through an index map. */
-template <typename T, typename F>
-__global__ void k_binary_bcast(const T *__restrict__ a, const T *__restrict__ b, T *__restrict__ y,
-                               int64_t n, kb_imap m, F f) {
+template <typename T, typename O, typename F>
+__global__ void k_binary_bcast(const T *__restrict__ a, const T *__restrict__ b, O *__restrict__ y, int64_t n,
+                               kb_imap m, F f) {
     KB_GRID_LOOP(i, n) {
         int64_t oa, ob;
         kb_imap_offsets2(m, i, oa, ob);
-        y[i] = f(a[oa], b[ob]);
+        y[i] = st<O>(f(ld(a[oa]), ld(b[ob])));
     }
 }
 
@@ -121,7 +240,7 @@ __global__ void k_cast(const S *__restrict__ x, D *__restrict__ y, int64_t n) {
 /* Launchers                                                                                   */
 /* ------------------------------------------------------------------------------------------ */
 
-static inline int aligned16(const void *p) { return ((uintptr_t)p & 15u) == 0; }
+static inline int aligned(const void *p, size_t bytes) { return ((uintptr_t)p & (bytes - 1)) == 0; }
 
 static int same_shape(const kb_buf *a, const kb_buf *b) {
     if (a->rank != b->rank) return 0;
@@ -130,32 +249,34 @@ static int same_shape(const kb_buf *a, const kb_buf *b) {
     return 1;
 }
 
-template <typename T, typename F>
+template <typename T, typename O, typename F>
 kb_status run_unary(const kb_exec *ex, const kb_buf *in, kb_buf *out, F f) {
     struct kb_cuda_device *dev = kb_cuda_dev(ex);
     int64_t n = out->size;
     if (n == 0) return KB_OK;
     KB_TRY(kb_cuda_bind(dev));
-    int vec = aligned16(in[0].data) && aligned16(out->data);
-    int64_t work = vec ? (n + vec16<T>::N - 1) / vec16<T>::N : n;
-    k_unary<T, F><<<kb_blocks(dev, work, KB_THREADS), KB_THREADS, 0, dev->stream>>>(
-        (const T *)in[0].data, (T *)out->data, n, vec, f);
+    constexpr int N = vec16<T>::N;
+    int vec = aligned(in[0].data, 16) && aligned(out->data, sizeof(O) * N);
+    int64_t work = vec ? (n + N - 1) / N : n;
+    k_unary<T, O, F><<<kb_blocks(dev, work, KB_THREADS), KB_THREADS, 0, dev->stream>>>(
+        (const T *)in[0].data, (O *)out->data, n, vec, f);
     KB_CUDA_CHECK(cudaGetLastError());
     return KB_OK;
 }
 
-template <typename T, typename F>
+template <typename T, typename O, typename F>
 kb_status run_binary(const kb_exec *ex, const kb_buf *in, kb_buf *out, F f) {
     struct kb_cuda_device *dev = kb_cuda_dev(ex);
     int64_t n = out->size;
     if (n == 0) return KB_OK;
     KB_TRY(kb_cuda_bind(dev));
     const T *a = (const T *)in[0].data, *b = (const T *)in[1].data;
-    T *y = (T *)out->data;
+    O *y = (O *)out->data;
     if (in[0].size == n && in[1].size == n && same_shape(&in[0], out) && same_shape(&in[1], out)) {
-        int vec = aligned16(a) && aligned16(b) && aligned16(y);
-        int64_t work = vec ? (n + vec16<T>::N - 1) / vec16<T>::N : n;
-        k_binary_flat<T, F><<<kb_blocks(dev, work, KB_THREADS), KB_THREADS, 0, dev->stream>>>(a, b, y, n, vec, f);
+        constexpr int N = vec16<T>::N;
+        int vec = aligned(a, 16) && aligned(b, 16) && aligned(y, sizeof(O) * N);
+        int64_t work = vec ? (n + N - 1) / N : n;
+        k_binary_flat<T, O, F><<<kb_blocks(dev, work, KB_THREADS), KB_THREADS, 0, dev->stream>>>(a, b, y, n, vec, f);
     } else {
         int64_t sa[KB_MAX_RANK], sb[KB_MAX_RANK];
         if (in[0].rank > out->rank || in[1].rank > out->rank)
@@ -164,21 +285,64 @@ kb_status run_binary(const kb_exec *ex, const kb_buf *in, kb_buf *out, F f) {
         kb_bcast_strides(in[1].shape, in[1].rank, out->shape, out->rank, sb);
         const int64_t *st[2] = {sa, sb};
         kb_imap m = kb_imap_make(out->shape, out->rank, st, 2);
-        k_binary_bcast<T, F><<<kb_blocks(dev, n, KB_THREADS), KB_THREADS, 0, dev->stream>>>(a, b, y, n, m, f);
+        k_binary_bcast<T, O, F><<<kb_blocks(dev, n, KB_THREADS), KB_THREADS, 0, dev->stream>>>(a, b, y, n, m, f);
     }
     KB_CUDA_CHECK(cudaGetLastError());
     return KB_OK;
 }
 
-/* Per-dtype entry points used with KB_DISPATCH_FLOAT. */
-template <typename T, typename F> kb_status unary_t(const kb_exec *ex, const kb_buf *in, kb_buf *out) {
-    return run_unary<T>(ex, in, out, F());
+/* Which input dtypes an op takes (its infer rule already checked; this guards the launcher). */
+enum types { FLOATS, NUMERIC, ANY };
+
+static const char *types_text(types ts) {
+    return ts == FLOATS    ? "float16, bfloat16, float32 or float64"
+           : ts == NUMERIC ? "a float or int8/uint8/int32/int64"
+                           : "any dtype";
 }
-template <typename T> kb_status clip_t(const kb_exec *ex, const kb_attrs *a, const kb_buf *in, kb_buf *out) {
-    f_clip f;
-    f.lo = a->lo;
-    f.hi = a->hi;
-    return run_unary<T>(ex, in, out, f);
+
+/* Instantiate only the dtypes of TS (a functor like f_exp has no integer form). */
+template <types TS, typename F>
+kb_status unary_dispatch(const kb_exec *ex, const kb_buf *in, kb_buf *out, F f) {
+    kb_dtype dt = in[0].dtype;
+    if (dt == KB_FLOAT16) return run_unary<__half, __half>(ex, in, out, f);
+    if (dt == KB_BFLOAT16) return run_unary<__nv_bfloat16, __nv_bfloat16>(ex, in, out, f);
+    if (dt == KB_FLOAT32) return run_unary<float, float>(ex, in, out, f);
+    if (dt == KB_FLOAT64) return run_unary<double, double>(ex, in, out, f);
+    if constexpr (TS != FLOATS) {
+        if (dt == KB_INT8) return run_unary<int8_t, int8_t>(ex, in, out, f);
+        if (dt == KB_UINT8) return run_unary<uint8_t, uint8_t>(ex, in, out, f);
+        if (dt == KB_INT32) return run_unary<int32_t, int32_t>(ex, in, out, f);
+        if (dt == KB_INT64) return run_unary<int64_t, int64_t>(ex, in, out, f);
+    }
+    return kb_cuda_dtype_error(ex, dt, types_text(TS));
+}
+
+/* CMP: the output is bool (one 0/1 byte) instead of the input type. */
+template <typename T, bool CMP, typename F>
+kb_status binary_t(const kb_exec *ex, const kb_buf *in, kb_buf *out, F f) {
+    using O = typename std::conditional<CMP, uint8_t, T>::type;
+    return run_binary<T, O>(ex, in, out, f);
+}
+
+template <types TS, bool CMP, typename F>
+kb_status binary_dispatch(const kb_exec *ex, const kb_buf *in, kb_buf *out, F f) {
+    kb_dtype dt = in[0].dtype;
+    if (in[1].dtype != dt || (!CMP && out->dtype != dt) || (CMP && out->dtype != KB_BOOL))
+        return kb_set_error(KB_ERR_DTYPE, "%s: operands must share one dtype", ex->op ? ex->op : "binary");
+    if (dt == KB_FLOAT16) return binary_t<__half, CMP>(ex, in, out, f);
+    if (dt == KB_BFLOAT16) return binary_t<__nv_bfloat16, CMP>(ex, in, out, f);
+    if (dt == KB_FLOAT32) return binary_t<float, CMP>(ex, in, out, f);
+    if (dt == KB_FLOAT64) return binary_t<double, CMP>(ex, in, out, f);
+    if constexpr (TS != FLOATS) {
+        if (dt == KB_INT8) return binary_t<int8_t, CMP>(ex, in, out, f);
+        if (dt == KB_UINT8) return binary_t<uint8_t, CMP>(ex, in, out, f);
+        if (dt == KB_INT32) return binary_t<int32_t, CMP>(ex, in, out, f);
+        if (dt == KB_INT64) return binary_t<int64_t, CMP>(ex, in, out, f);
+    }
+    if constexpr (TS == ANY) {
+        if (dt == KB_BOOL) return binary_t<uint8_t, CMP>(ex, in, out, f); /* 0/1 bytes compare as such */
+    }
+    return kb_cuda_dtype_error(ex, dt, types_text(TS));
 }
 
 template <typename S>
@@ -199,56 +363,70 @@ template <typename S> kb_status cast_t(const kb_exec *ex, const kb_buf *in, kb_b
 
 } /* namespace */
 
-/* Launchers check the dtype, then instantiate the functor for float or double. */
-namespace {
-template <typename F> kb_status unary_dispatch(const kb_exec *ex, const kb_buf *in, kb_buf *out) {
-    switch (in[0].dtype) {
-    case KB_FLOAT32: return unary_t<float, F>(ex, in, out);
-    case KB_FLOAT64: return unary_t<double, F>(ex, in, out);
-    default: return kb_cuda_dtype_error(ex, in[0].dtype, "float32 or float64");
-    }
-}
-template <typename F> kb_status binary_dispatch(const kb_exec *ex, const kb_buf *in, kb_buf *out, F f = F()) {
-    if (in[1].dtype != in[0].dtype || out->dtype != in[0].dtype)
-        return kb_set_error(KB_ERR_DTYPE, "%s: operands must share one dtype", ex->op ? ex->op : "binary");
-    switch (in[0].dtype) {
-    case KB_FLOAT32: return run_binary<float>(ex, in, out, f);
-    case KB_FLOAT64: return run_binary<double>(ex, in, out, f);
-    default: return kb_cuda_dtype_error(ex, in[0].dtype, "float32 or float64");
-    }
-}
-} /* namespace */
-
-#define KB_UNARY(name, F)                                                                        \
+#define KB_UNARY(name, TS, F)                                                                    \
     extern "C" kb_status kb_cuda_##name(const kb_exec *ex, const kb_attrs *a, const kb_buf *in,   \
                                         int n_in, kb_buf *out) {                                 \
         (void)a;                                                                                 \
         (void)n_in;                                                                              \
-        return unary_dispatch<F>(ex, in, out);                                                   \
+        return unary_dispatch<TS>(ex, in, out, F());                                      \
     }
-#define KB_BINARY(name, F)                                                                       \
+#define KB_BINARY(name, TS, CMP, F)                                                              \
     extern "C" kb_status kb_cuda_##name(const kb_exec *ex, const kb_attrs *a, const kb_buf *in,   \
                                         int n_in, kb_buf *out) {                                 \
         (void)a;                                                                                 \
         (void)n_in;                                                                              \
-        return binary_dispatch<F>(ex, in, out);                                                  \
+        return binary_dispatch<TS, CMP>(ex, in, out, F());                                       \
     }
 
-KB_BINARY(add, f_add)
-KB_BINARY(subtract, f_sub)
-KB_BINARY(multiply, f_mul)
-KB_BINARY(divide, f_div)
-KB_BINARY(sqrt_grad, f_sqrt_grad)
-KB_UNARY(negative, f_neg)
-KB_UNARY(square, f_square)
-KB_UNARY(exp, f_exp)
-KB_UNARY(log, f_log)
-KB_UNARY(sqrt, f_sqrt)
+KB_BINARY(add, NUMERIC, false, f_add)
+KB_BINARY(subtract, NUMERIC, false, f_sub)
+KB_BINARY(multiply, NUMERIC, false, f_mul)
+KB_BINARY(divide, FLOATS, false, f_div)
+KB_BINARY(maximum, NUMERIC, false, f_max)
+KB_BINARY(minimum, NUMERIC, false, f_min)
+KB_BINARY(sqrt_grad, FLOATS, false, f_sqrt_grad)
+KB_BINARY(equal, ANY, true, f_eq)
+KB_BINARY(not_equal, ANY, true, f_ne)
+KB_BINARY(greater, NUMERIC, true, f_gt)
+KB_BINARY(greater_equal, NUMERIC, true, f_ge)
+KB_BINARY(less, NUMERIC, true, f_lt)
+KB_BINARY(less_equal, NUMERIC, true, f_le)
+KB_UNARY(negative, NUMERIC, f_neg)
+KB_UNARY(square, NUMERIC, f_square)
+KB_UNARY(abs, NUMERIC, f_abs)
+KB_UNARY(sign, NUMERIC, f_sign)
+KB_UNARY(exp, FLOATS, f_exp)
+KB_UNARY(log, FLOATS, f_log)
+KB_UNARY(sqrt, FLOATS, f_sqrt)
+KB_UNARY(sin, FLOATS, f_sin)
+KB_UNARY(cos, FLOATS, f_cos)
+KB_UNARY(round, FLOATS, f_round)
 
+/* attrs.value: the exponent. */
+extern "C" kb_status kb_cuda_pow(const kb_exec *ex, const kb_attrs *a, const kb_buf *in, int n_in, kb_buf *out) {
+    (void)n_in;
+    f_pow f;
+    f.a = a->value;
+    return unary_dispatch<FLOATS>(ex, in, out, f);
+}
+
+/* attrs.lo / attrs.hi: the bounds. */
 extern "C" kb_status kb_cuda_clip(const kb_exec *ex, const kb_attrs *a, const kb_buf *in, int n_in,
                                   kb_buf *out) {
     (void)n_in;
-    KB_DISPATCH_FLOAT(ex, in[0].dtype, clip_t, ex, a, in, out);
+    f_clip f;
+    f.lo = a->lo;
+    f.hi = a->hi;
+    return unary_dispatch<FLOATS>(ex, in, out, f);
+}
+
+extern "C" kb_status kb_cuda_clip_grad(const kb_exec *ex, const kb_attrs *a, const kb_buf *in, int n_in,
+                                       kb_buf *out) {
+    (void)n_in;
+    f_clip_grad f;
+    f.lo = a->lo;
+    f.hi = a->hi;
+    return binary_dispatch<FLOATS, false>(ex, in, out, f);
 }
 
 extern "C" kb_status kb_cuda_cast(const kb_exec *ex, const kb_attrs *a, const kb_buf *in, int n_in,
@@ -268,13 +446,4 @@ extern "C" kb_status kb_cuda_cast(const kb_exec *ex, const kb_attrs *a, const kb
         return KB_OK;
     }
     KB_DISPATCH_ALL(ex, in[0].dtype, cast_t, ex, in, out);
-}
-
-extern "C" kb_status kb_cuda_clip_grad(const kb_exec *ex, const kb_attrs *a, const kb_buf *in, int n_in,
-                                       kb_buf *out) {
-    (void)n_in;
-    f_clip_grad f;
-    f.lo = a->lo;
-    f.hi = a->hi;
-    return binary_dispatch<f_clip_grad>(ex, in, out, f);
 }

@@ -1,6 +1,8 @@
 /*
- * CPU elementwise kernels: binary ops with numpy broadcasting, unary math, clip, cast, relu,
- * sigmoid and their gradient ops. float32 and float64; cast and fill take every dtype.
+ * CPU elementwise kernels: binary ops with numpy broadcasting, comparisons, unary math, clip,
+ * cast, relu, sigmoid and their gradient ops. float32 and float64 (the executor widens float16 /
+ * bfloat16 around them); the integer ops also int8/uint8/int32/int64, the comparisons bool; cast
+ * takes every dtype.
  * Contract: out = f(in...), out never aliases an input.
  */
 #include <math.h>
@@ -10,16 +12,17 @@
 #include "cpu/cpu_kernels.h"
 
 /* Broadcasting walks rows of the innermost axis: the row's input offsets come from one div/mod
- * pass, then each input advances by its innermost stride (0 when broadcast, 1 otherwise). */
-#define BINARY_T(NAME, T, EXPR)                                                                   \
-    static void NAME##_##T(const T *x, const T *y, T *o, const kb_buf *bx, const kb_buf *by,       \
+ * pass, then each input advances by its innermost stride (0 when broadcast, 1 otherwise).
+ * Inputs are T, the output O (T, or uint8_t 0/1 for the bool result of comparisons). */
+#define BINARY_T(NAME, T, O, EXPR)                                                                \
+    static void NAME##_##T(const T *x, const T *y, O *o, const kb_buf *bx, const kb_buf *by,       \
                            const kb_buf *out, const kb_attrs *A) {                                \
         (void)A;                                                                                  \
         int64_t n = out->size;                                                                    \
         if (kb_same_shape(bx, out) && kb_same_shape(by, out)) {                                   \
             _Pragma("omp parallel for if (n > KB_OMP_MIN)") for (int64_t i = 0; i < n; ++i) {     \
                 T a = x[i], b = y[i];                                                             \
-                o[i] = (T)(EXPR);                                                                 \
+                o[i] = (O)(EXPR);                                                                 \
             }                                                                                     \
             return;                                                                               \
         }                                                                                         \
@@ -31,72 +34,161 @@
         _Pragma("omp parallel for if (n > KB_OMP_MIN)") for (int64_t r = 0; r < rows; ++r) {      \
             const T *xr = x + kb_bcast_offset(r * inner, out, sx);                                \
             const T *yr = y + kb_bcast_offset(r * inner, out, sy);                                \
-            T *orow = o + r * inner;                                                              \
+            O *orow = o + r * inner;                                                              \
             for (int64_t j = 0; j < inner; ++j) {                                                 \
                 T a = xr[j * ix], b = yr[j * iy];                                                 \
-                orow[j] = (T)(EXPR);                                                              \
+                orow[j] = (O)(EXPR);                                                              \
             }                                                                                     \
         }                                                                                         \
     }
 
-/* out = EXPR(a, b) for float32 and float64; A is the node's attrs. Shapes differ only when
- * broadcasting, so out has rank >= 1 and no zero-size axis there (size-0 outputs never run). */
-#define BINARY_KERNEL(NAME, EXPR)                                                                 \
-    BINARY_T(NAME, float, EXPR)                                                                   \
-    BINARY_T(NAME, double, EXPR)                                                                  \
+#define BINARY_CALL(NAME, T, O)                                                                   \
+    NAME##_##T((const T *)in[0].data, (const T *)in[1].data, (O *)out->data, &in[0], &in[1], out, attrs)
+
+/* Shapes differ only when broadcasting, so out has rank >= 1 and no zero-size axis there
+ * (size-0 outputs never run). */
+#define BINARY_HEAD(NAME)                                                                         \
     kb_status kb_cpu_##NAME(const kb_exec *ex, const kb_attrs *attrs, const kb_buf *in, int n_in, kb_buf *out) { \
         (void)n_in;                                                                               \
-        if (out->dtype == KB_FLOAT32)                                                             \
-            NAME##_float((const float *)in[0].data, (const float *)in[1].data, (float *)out->data, &in[0], &in[1], \
-                         out, attrs);                                                             \
-        else if (out->dtype == KB_FLOAT64)                                                        \
-            NAME##_double((const double *)in[0].data, (const double *)in[1].data, (double *)out->data, &in[0], \
-                          &in[1], out, attrs);                                                    \
-        else                                                                                      \
-            return kb_cpu_bad_dtype(ex, out->dtype);                                              \
+        switch (in[0].dtype) {
+#define BINARY_TAIL                                                                               \
+        default: return kb_cpu_bad_dtype(ex, in[0].dtype);                                        \
+        }                                                                                         \
         return KB_OK;                                                                             \
     }
 
-BINARY_KERNEL(add, a + b)
-BINARY_KERNEL(subtract, a - b)
-BINARY_KERNEL(multiply, a *b)
+/* out = EXPR(a, b) for float32 and float64; A is the node's attrs. */
+#define BINARY_KERNEL(NAME, EXPR)                                                                 \
+    BINARY_T(NAME, float, float, EXPR)                                                            \
+    BINARY_T(NAME, double, double, EXPR)                                                          \
+    BINARY_HEAD(NAME)                                                                             \
+        case KB_FLOAT32: BINARY_CALL(NAME, float, float); break;                                  \
+        case KB_FLOAT64: BINARY_CALL(NAME, double, double); break;                                \
+    BINARY_TAIL
+
+/* Floats by FEXPR, int8/uint8/int32/int64 by IEXPR. Integer arithmetic wraps modulo 2^bits as
+ * TF's kernels do: IEXPR computes in uint64_t (no signed overflow) and the store truncates. */
+#define BINARY_NUMERIC_KERNEL(NAME, FEXPR, IEXPR)                                                 \
+    BINARY_T(NAME, float, float, FEXPR)                                                           \
+    BINARY_T(NAME, double, double, FEXPR)                                                         \
+    BINARY_T(NAME, int8_t, int8_t, IEXPR)                                                         \
+    BINARY_T(NAME, uint8_t, uint8_t, IEXPR)                                                       \
+    BINARY_T(NAME, int32_t, int32_t, IEXPR)                                                       \
+    BINARY_T(NAME, int64_t, int64_t, IEXPR)                                                       \
+    BINARY_HEAD(NAME)                                                                             \
+        case KB_FLOAT32: BINARY_CALL(NAME, float, float); break;                                  \
+        case KB_FLOAT64: BINARY_CALL(NAME, double, double); break;                                \
+        case KB_INT8: BINARY_CALL(NAME, int8_t, int8_t); break;                                   \
+        case KB_UINT8: BINARY_CALL(NAME, uint8_t, uint8_t); break;                                \
+        case KB_INT32: BINARY_CALL(NAME, int32_t, int32_t); break;                                \
+        case KB_INT64: BINARY_CALL(NAME, int64_t, int64_t); break;                                \
+    BINARY_TAIL
+
+/* Comparisons: any input dtype (bool is uint8_t 0/1, as uint8), a bool (uint8_t 0/1) output. */
+#define COMPARE_KERNEL(NAME, EXPR)                                                                \
+    BINARY_T(NAME, float, uint8_t, EXPR)                                                          \
+    BINARY_T(NAME, double, uint8_t, EXPR)                                                         \
+    BINARY_T(NAME, int8_t, uint8_t, EXPR)                                                         \
+    BINARY_T(NAME, uint8_t, uint8_t, EXPR)                                                        \
+    BINARY_T(NAME, int32_t, uint8_t, EXPR)                                                        \
+    BINARY_T(NAME, int64_t, uint8_t, EXPR)                                                        \
+    BINARY_HEAD(NAME)                                                                             \
+        case KB_FLOAT32: BINARY_CALL(NAME, float, uint8_t); break;                                \
+        case KB_FLOAT64: BINARY_CALL(NAME, double, uint8_t); break;                               \
+        case KB_INT8: BINARY_CALL(NAME, int8_t, uint8_t); break;                                  \
+        case KB_UINT8:                                                                            \
+        case KB_BOOL: BINARY_CALL(NAME, uint8_t, uint8_t); break;                                 \
+        case KB_INT32: BINARY_CALL(NAME, int32_t, uint8_t); break;                                \
+        case KB_INT64: BINARY_CALL(NAME, int64_t, uint8_t); break;                                \
+    BINARY_TAIL
+
+/* Sign test through int64_t, so the unsigned instantiations compile without "always false". */
+static inline int is_neg(int64_t v) { return v < 0; }
+/* NaN-propagating max / min (numpy, TF 2): the result is NaN if either operand is. */
+#define FMAX_NAN(a, b) ((a) != (a) ? (a) : (b) != (b) ? (b) : (a) > (b) ? (a) : (b))
+#define FMIN_NAN(a, b) ((a) != (a) ? (a) : (b) != (b) ? (b) : (a) < (b) ? (a) : (b))
+
+BINARY_NUMERIC_KERNEL(add, a + b, (uint64_t)a + (uint64_t)b)
+BINARY_NUMERIC_KERNEL(subtract, a - b, (uint64_t)a - (uint64_t)b)
+BINARY_NUMERIC_KERNEL(multiply, a *b, (uint64_t)a * (uint64_t)b)
+BINARY_NUMERIC_KERNEL(maximum, FMAX_NAN(a, b), a > b ? a : b)
+BINARY_NUMERIC_KERNEL(minimum, FMIN_NAN(a, b), a < b ? a : b)
 BINARY_KERNEL(divide, a / b)
 /* sqrt_grad(dy, x): Keras sqrt clips x at 0, so no gradient below 0 */
 BINARY_KERNEL(sqrt_grad, b < 0 ? 0 : a * 0.5 / sqrt(b))
 /* clip_grad(dy, x): TF clip_by_value passes dy where lo <= x <= hi */
 BINARY_KERNEL(clip_grad, (b < A->lo || b > A->hi) ? 0 : a)
 
-#define UNARY_KERNEL(NAME, EXPR)                                                                  \
+/* IEEE comparisons: any comparison with NaN is false, except != which is true. */
+COMPARE_KERNEL(equal, a == b)
+COMPARE_KERNEL(not_equal, a != b)
+COMPARE_KERNEL(greater, a > b)
+COMPARE_KERNEL(greater_equal, a >= b)
+COMPARE_KERNEL(less, a < b)
+COMPARE_KERNEL(less_equal, a <= b)
+
+/* y = EXPR(x) elementwise over n values of type T; A is the node's attrs. */
+#define UNARY_T(NAME, T, EXPR)                                                                    \
+    static void NAME##_##T(const T *X, T *o, int64_t n, const kb_attrs *A) {                      \
+        (void)A;                                                                                  \
+        _Pragma("omp parallel for if (n > KB_OMP_MIN)") for (int64_t i = 0; i < n; ++i) {         \
+            T x = X[i];                                                                           \
+            o[i] = (T)(EXPR);                                                                     \
+        }                                                                                         \
+    }
+#define UNARY_CALL(NAME, T) NAME##_##T((const T *)in[0].data, (T *)out->data, out->size, attrs)
+#define UNARY_HEAD(NAME)                                                                          \
     kb_status kb_cpu_##NAME(const kb_exec *ex, const kb_attrs *attrs, const kb_buf *in, int n_in, kb_buf *out) { \
         (void)n_in;                                                                               \
-        const kb_attrs *A = attrs;                                                                \
-        (void)A;                                                                                  \
-        int64_t n = out->size;                                                                    \
-        if (out->dtype == KB_FLOAT32) {                                                           \
-            const float *X = (const float *)in[0].data;                                           \
-            float *o = (float *)out->data;                                                        \
-            _Pragma("omp parallel for if (n > KB_OMP_MIN)") for (int64_t i = 0; i < n; ++i) {     \
-                float x = X[i];                                                                   \
-                o[i] = (float)(EXPR);                                                             \
-            }                                                                                     \
-        } else if (out->dtype == KB_FLOAT64) {                                                    \
-            const double *X = (const double *)in[0].data;                                         \
-            double *o = (double *)out->data;                                                      \
-            _Pragma("omp parallel for if (n > KB_OMP_MIN)") for (int64_t i = 0; i < n; ++i) {     \
-                double x = X[i];                                                                  \
-                o[i] = (EXPR);                                                                    \
-            }                                                                                     \
-        } else {                                                                                  \
-            return kb_cpu_bad_dtype(ex, out->dtype);                                              \
+        switch (out->dtype) {
+#define UNARY_TAIL                                                                                \
+        default: return kb_cpu_bad_dtype(ex, out->dtype);                                         \
         }                                                                                         \
         return KB_OK;                                                                             \
     }
 
-UNARY_KERNEL(negative, -x)
-UNARY_KERNEL(square, x *x)
+/* float32 by EXPR32, float64 by EXPR64 (float math is evaluated in double, rounded once). */
+#define UNARY_KERNEL2(NAME, EXPR32, EXPR64)                                                       \
+    UNARY_T(NAME, float, EXPR32)                                                                  \
+    UNARY_T(NAME, double, EXPR64)                                                                 \
+    UNARY_HEAD(NAME)                                                                              \
+        case KB_FLOAT32: UNARY_CALL(NAME, float); break;                                          \
+        case KB_FLOAT64: UNARY_CALL(NAME, double); break;                                         \
+    UNARY_TAIL
+#define UNARY_KERNEL(NAME, EXPR) UNARY_KERNEL2(NAME, EXPR, EXPR)
+
+/* Floats by FEXPR, int8/uint8/int32/int64 by IEXPR (wrapping, as BINARY_NUMERIC_KERNEL). */
+#define UNARY_NUMERIC_KERNEL(NAME, FEXPR, IEXPR)                                                  \
+    UNARY_T(NAME, float, FEXPR)                                                                   \
+    UNARY_T(NAME, double, FEXPR)                                                                  \
+    UNARY_T(NAME, int8_t, IEXPR)                                                                  \
+    UNARY_T(NAME, uint8_t, IEXPR)                                                                 \
+    UNARY_T(NAME, int32_t, IEXPR)                                                                 \
+    UNARY_T(NAME, int64_t, IEXPR)                                                                 \
+    UNARY_HEAD(NAME)                                                                              \
+        case KB_FLOAT32: UNARY_CALL(NAME, float); break;                                          \
+        case KB_FLOAT64: UNARY_CALL(NAME, double); break;                                         \
+        case KB_INT8: UNARY_CALL(NAME, int8_t); break;                                            \
+        case KB_UINT8: UNARY_CALL(NAME, uint8_t); break;                                          \
+        case KB_INT32: UNARY_CALL(NAME, int32_t); break;                                          \
+        case KB_INT64: UNARY_CALL(NAME, int64_t); break;                                          \
+    UNARY_TAIL
+
+UNARY_NUMERIC_KERNEL(negative, -x, 0 - (uint64_t)x)
+UNARY_NUMERIC_KERNEL(square, x *x, (uint64_t)x * (uint64_t)x)
+/* fabs: abs(-0) = +0 and NaN stays NaN; integers wrap (abs(INT32_MIN) = INT32_MIN, as TF). */
+UNARY_NUMERIC_KERNEL(abs, fabs(x), is_neg(x) ? 0 - (uint64_t)x : (uint64_t)x)
+/* sign(0) = +0 (also for -0), NaN stays NaN. */
+UNARY_NUMERIC_KERNEL(sign, x > 0 ? 1 : x < 0 ? -1 : x == 0 ? 0 : x, (x > 0) - is_neg(x))
 UNARY_KERNEL(exp, exp(x))
 UNARY_KERNEL(log, log(x))
 UNARY_KERNEL(sqrt, x < 0 ? 0 : sqrt(x))
+UNARY_KERNEL(sin, sin(x))
+UNARY_KERNEL(cos, cos(x))
+/* nearbyint in the default rounding mode is round-half-to-even (tf.round); -0.5 -> -0. */
+UNARY_KERNEL(round, nearbyint(x))
+/* tf.pow casts the exponent to x's dtype. */
+UNARY_KERNEL2(pow, pow(x, (float)A->value), pow(x, A->value))
 UNARY_KERNEL(clip, x < A->lo ? A->lo : (x > A->hi ? A->hi : x))
 UNARY_KERNEL(sigmoid, x >= 0 ? 1 / (1 + exp(-x)) : exp(x) / (1 + exp(x)))
 

@@ -1,26 +1,88 @@
 /*
- * Elementwise ops: add subtract multiply divide (numpy broadcasting) negative square exp log sqrt,
- * and the internal clip, clip_grad, sqrt_grad, cast. Each entry: validation/shape rule, gradient
- * rule, CPU kernel (cpu/cpu_elementwise.c), CUDA kernel (src/cuda/kernels/elementwise.cu).
+ * Elementwise ops: add subtract multiply divide maximum minimum (numpy broadcasting), negative
+ * square abs sign round pow sin cos exp log sqrt clip, the comparisons equal not_equal greater
+ * greater_equal less less_equal (bool result), cast, and the internal sqrt_grad and clip_grad.
+ * Each entry: validation/shape rule, gradient rule, CPU kernel (cpu/cpu_elementwise.c), CUDA
+ * kernel (src/cuda/kernels/elementwise.cu).
+ *
+ * dtypes: every float op takes float16/bfloat16/float32/float64 (the CPU executor widens the
+ * half types to float32; the CUDA kernels compute them in float and round once). add subtract
+ * multiply negative square abs sign maximum minimum also take int8/uint8/int32/int64, with the
+ * wrap-around arithmetic of TF's integer kernels. divide does not take integers: Keras/TF
+ * truediv would return a float tensor, so kb asks for an explicit cast instead of guessing
+ * which float. The comparisons take any dtype except that only equal/not_equal take bool.
  */
 #include <math.h>
 
 #include "cpu/cpu_kernels.h"
 #include "ops/ops_common.h"
 
+static int is_float(const kb_tensor *t) { return kb_dtype_is_float(t->desc.dtype); }
+static const char *dt_name(kb_dtype dt) { return kb_dtype_name(dt) ? kb_dtype_name(dt) : "invalid"; }
+
+/* ---- shared validation rules ---- */
+
+static kb_status same_dtype(const char *op, const kb_desc *in) {
+    if (in[1].dtype != in[0].dtype)
+        return kb_set_error(KB_ERR_DTYPE, "%s: x is %s but y is %s (cast one of them first)", op, dt_name(in[0].dtype),
+                            dt_name(in[1].dtype));
+    return KB_OK;
+}
+/* One float input (any width); out = in[0]. */
+static kb_status infer_unary_floatany(const char *op, const kb_attrs *a, const kb_desc *in, int n_in, kb_desc *out) {
+    (void)a; (void)n_in;
+    KB_TRY(kb_require_float_any(op, "x", in[0].dtype));
+    *out = in[0];
+    return KB_OK;
+}
+/* One float or integer input; out = in[0]. */
+static kb_status infer_unary_numeric(const char *op, const kb_attrs *a, const kb_desc *in, int n_in, kb_desc *out) {
+    (void)a; (void)n_in;
+    KB_TRY(kb_require_numeric(op, "x", in[0].dtype));
+    *out = in[0];
+    return KB_OK;
+}
+/* Two float inputs (any width) of one dtype, numpy-broadcast. */
+static kb_status infer_binary_floatany(const char *op, const kb_attrs *a, const kb_desc *in, int n_in, kb_desc *out) {
+    (void)a; (void)n_in;
+    KB_TRY(kb_require_float_any(op, "x", in[0].dtype));
+    KB_TRY(same_dtype(op, in));
+    return kb_broadcast_desc(op, &in[0], &in[1], out);
+}
+/* Two float or integer inputs of one dtype, numpy-broadcast. */
+static kb_status infer_binary_numeric(const char *op, const kb_attrs *a, const kb_desc *in, int n_in, kb_desc *out) {
+    (void)a; (void)n_in;
+    KB_TRY(kb_require_numeric(op, "x", in[0].dtype));
+    KB_TRY(same_dtype(op, in));
+    return kb_broadcast_desc(op, &in[0], &in[1], out);
+}
+/* divide: floats only. Keras/TF truediv of integers returns float64/float32 depending on the
+ * width; kb makes the caller say which float by casting. */
+static kb_status infer_divide(const char *op, const kb_attrs *a, const kb_desc *in, int n_in, kb_desc *out) {
+    if (kb_dtype_valid(in[0].dtype) && !kb_dtype_is_float(in[0].dtype))
+        return kb_set_error(KB_ERR_DTYPE,
+                            "%s: x has dtype %s; divide takes float dtypes only (true division of integers "
+                            "gives a float: kb_cast the operands to float32 or float64 first)",
+                            op, dt_name(in[0].dtype));
+    return infer_binary_floatany(op, a, in, n_in, out);
+}
+
 /* ---- add / subtract / multiply / divide ---- */
 
 static kb_status grad_add(kb_tensor *n, kb_tensor *dy, kb_tensor **dx) {
+    if (!is_float(n)) return KB_OK;
     dx[0] = kb_g_sum_like(dy, n->in[0]);
     dx[1] = kb_g_sum_like(dy, n->in[1]);
     return KB_OK;
 }
 static kb_status grad_subtract(kb_tensor *n, kb_tensor *dy, kb_tensor **dx) {
+    if (!is_float(n)) return KB_OK;
     dx[0] = kb_g_sum_like(dy, n->in[0]);
     dx[1] = kb_g_sum_like(kb_negative(dy), n->in[1]);
     return KB_OK;
 }
 static kb_status grad_multiply(kb_tensor *n, kb_tensor *dy, kb_tensor **dx) {
+    if (!is_float(n)) return KB_OK;
     dx[0] = kb_g_sum_like(kb_multiply(dy, n->in[1]), n->in[0]);
     dx[1] = kb_g_sum_like(kb_multiply(dy, n->in[0]), n->in[1]);
     return KB_OK;
@@ -32,29 +94,98 @@ static kb_status grad_divide(kb_tensor *n, kb_tensor *dy, kb_tensor **dx) {
     return KB_OK;
 }
 
-const kb_op_def kb_opdef_add = {"add", 2, 0, kb_infer_binary_float, grad_add, kb_cpu_add, KB_CUDA_KERNEL(add)};
-const kb_op_def kb_opdef_subtract = {"subtract", 2, 0, kb_infer_binary_float, grad_subtract, kb_cpu_subtract,
+const kb_op_def kb_opdef_add = {"add", 2, 0, infer_binary_numeric, grad_add, kb_cpu_add, KB_CUDA_KERNEL(add)};
+const kb_op_def kb_opdef_subtract = {"subtract", 2, 0, infer_binary_numeric, grad_subtract, kb_cpu_subtract,
                                      KB_CUDA_KERNEL(subtract)};
-const kb_op_def kb_opdef_multiply = {"multiply", 2, 0, kb_infer_binary_float, grad_multiply, kb_cpu_multiply,
+const kb_op_def kb_opdef_multiply = {"multiply", 2, 0, infer_binary_numeric, grad_multiply, kb_cpu_multiply,
                                      KB_CUDA_KERNEL(multiply)};
-const kb_op_def kb_opdef_divide = {"divide", 2, 0, kb_infer_binary_float, grad_divide, kb_cpu_divide,
-                                   KB_CUDA_KERNEL(divide)};
+const kb_op_def kb_opdef_divide = {"divide", 2, 0, infer_divide, grad_divide, kb_cpu_divide, KB_CUDA_KERNEL(divide)};
 
 kb_tensor *kb_add(kb_tensor *x, kb_tensor *y) { return kb_node2("kb_add", KB_OP_ADD, x, y); }
 kb_tensor *kb_subtract(kb_tensor *x, kb_tensor *y) { return kb_node2("kb_subtract", KB_OP_SUBTRACT, x, y); }
 kb_tensor *kb_multiply(kb_tensor *x, kb_tensor *y) { return kb_node2("kb_multiply", KB_OP_MULTIPLY, x, y); }
 kb_tensor *kb_divide(kb_tensor *x, kb_tensor *y) { return kb_node2("kb_divide", KB_OP_DIVIDE, x, y); }
 
+/* ---- maximum / minimum ---- */
+
+/* TF's _MaximumMinimumGrad: dy goes to x where x >= y (maximum) or x <= y (minimum), the rest
+ * (including NaN comparisons) to y. Built as masks: dx = dy * m, dy_y = dy * (1 - m). */
+static kb_status grad_minmax(kb_tensor *n, kb_tensor *dy, kb_tensor **dx, int is_max) {
+    if (!is_float(n)) return KB_OK;
+    kb_tensor *x = n->in[0], *y = n->in[1];
+    kb_dtype dt = n->desc.dtype;
+    kb_tensor *m = kb_cast(is_max ? kb_greater_equal(x, y) : kb_less_equal(x, y), dt);
+    dx[0] = kb_g_sum_like(kb_multiply(dy, m), x);
+    dx[1] = kb_g_sum_like(kb_multiply(dy, kb_subtract(kb_scalar(n->ctx, 1.0, dt), m)), y);
+    return KB_OK;
+}
+static kb_status grad_maximum(kb_tensor *n, kb_tensor *dy, kb_tensor **dx) { return grad_minmax(n, dy, dx, 1); }
+static kb_status grad_minimum(kb_tensor *n, kb_tensor *dy, kb_tensor **dx) { return grad_minmax(n, dy, dx, 0); }
+
+/* NaN propagates (numpy, TF 2): maximum(NaN, 1) = NaN. */
+const kb_op_def kb_opdef_maximum = {"maximum", 2, 0, infer_binary_numeric, grad_maximum, kb_cpu_maximum,
+                                    KB_CUDA_KERNEL(maximum)};
+const kb_op_def kb_opdef_minimum = {"minimum", 2, 0, infer_binary_numeric, grad_minimum, kb_cpu_minimum,
+                                    KB_CUDA_KERNEL(minimum)};
+
+kb_tensor *kb_maximum(kb_tensor *x, kb_tensor *y) { return kb_node2("kb_maximum", KB_OP_MAXIMUM, x, y); }
+kb_tensor *kb_minimum(kb_tensor *x, kb_tensor *y) { return kb_node2("kb_minimum", KB_OP_MINIMUM, x, y); }
+
+/* ---- comparisons: bool output, no gradient ---- */
+
+/* equal / not_equal: any one dtype (bool included), numpy-broadcast, bool out. */
+static kb_status infer_compare_eq(const char *op, const kb_attrs *a, const kb_desc *in, int n_in, kb_desc *out) {
+    (void)a; (void)n_in;
+    if (!kb_dtype_valid(in[0].dtype))
+        return kb_set_error(KB_ERR_DTYPE, "%s: x has an invalid dtype %d", op, (int)in[0].dtype);
+    KB_TRY(same_dtype(op, in));
+    KB_TRY(kb_broadcast_desc(op, &in[0], &in[1], out));
+    out->dtype = KB_BOOL;
+    return KB_OK;
+}
+/* greater / less / ...: one float or integer dtype (bools have no order in TF), bool out. */
+static kb_status infer_compare_order(const char *op, const kb_attrs *a, const kb_desc *in, int n_in, kb_desc *out) {
+    (void)a; (void)n_in;
+    KB_TRY(kb_require_numeric(op, "x", in[0].dtype));
+    KB_TRY(same_dtype(op, in));
+    KB_TRY(kb_broadcast_desc(op, &in[0], &in[1], out));
+    out->dtype = KB_BOOL;
+    return KB_OK;
+}
+
+#define KB_COMPARE_OP(NAME, ID, INFER)                                                                     \
+    const kb_op_def kb_opdef_##NAME = {#NAME, 2, KB_OPF_NONDIFF, INFER, NULL, kb_cpu_##NAME,               \
+                                       KB_CUDA_KERNEL(NAME)};                                              \
+    kb_tensor *kb_##NAME(kb_tensor *x, kb_tensor *y) { return kb_node2("kb_" #NAME, KB_OP_##ID, x, y); }
+
+KB_COMPARE_OP(equal, EQUAL, infer_compare_eq)
+KB_COMPARE_OP(not_equal, NOT_EQUAL, infer_compare_eq)
+KB_COMPARE_OP(greater, GREATER, infer_compare_order)
+KB_COMPARE_OP(greater_equal, GREATER_EQUAL, infer_compare_order)
+KB_COMPARE_OP(less, LESS, infer_compare_order)
+KB_COMPARE_OP(less_equal, LESS_EQUAL, infer_compare_order)
+
 /* ---- unary math ---- */
 
 static kb_status grad_negative(kb_tensor *n, kb_tensor *dy, kb_tensor **dx) {
-    (void)n;
-    dx[0] = kb_negative(dy);
+    if (is_float(n)) dx[0] = kb_negative(dy);
     return KB_OK;
 }
 static kb_status grad_square(kb_tensor *n, kb_tensor *dy, kb_tensor **dx) {
     kb_tensor *x = n->in[0];
-    dx[0] = kb_multiply(dy, kb_multiply(x, kb_scalar(x->ctx, 2.0, x->desc.dtype)));
+    if (is_float(n)) dx[0] = kb_multiply(dy, kb_multiply(x, kb_scalar(x->ctx, 2.0, x->desc.dtype)));
+    return KB_OK;
+}
+/* d|x|/dx = sign(x) (0 at 0, as TF). */
+static kb_status grad_abs(kb_tensor *n, kb_tensor *dy, kb_tensor **dx) {
+    if (is_float(n)) dx[0] = kb_multiply(dy, kb_sign(n->in[0]));
+    return KB_OK;
+}
+/* TF's _SignGrad returns zeros_like(x) (not None): a variable reached only through sign gets
+ * zeros. */
+static kb_status grad_sign(kb_tensor *n, kb_tensor *dy, kb_tensor **dx) {
+    (void)dy;
+    if (is_float(n)) dx[0] = kb_zeros_like(n->in[0], n->desc.dtype);
     return KB_OK;
 }
 static kb_status grad_exp(kb_tensor *n, kb_tensor *dy, kb_tensor **dx) {
@@ -63,6 +194,21 @@ static kb_status grad_exp(kb_tensor *n, kb_tensor *dy, kb_tensor **dx) {
 }
 static kb_status grad_log(kb_tensor *n, kb_tensor *dy, kb_tensor **dx) {
     dx[0] = kb_divide(dy, n->in[0]);
+    return KB_OK;
+}
+/* TF's _PowGrad for x: dy * a * x^(a-1) (NaN at x = 0 for a < 1, as TF). */
+static kb_status grad_pow(kb_tensor *n, kb_tensor *dy, kb_tensor **dx) {
+    kb_tensor *x = n->in[0];
+    double a = n->attrs.value;
+    dx[0] = kb_multiply(dy, kb_multiply(kb_scalar(x->ctx, a, x->desc.dtype), kb_pow(x, a - 1.0)));
+    return KB_OK;
+}
+static kb_status grad_sin(kb_tensor *n, kb_tensor *dy, kb_tensor **dx) {
+    dx[0] = kb_multiply(dy, kb_cos(n->in[0]));
+    return KB_OK;
+}
+static kb_status grad_cos(kb_tensor *n, kb_tensor *dy, kb_tensor **dx) {
+    dx[0] = kb_negative(kb_multiply(dy, kb_sin(n->in[0])));
     return KB_OK;
 }
 /* Keras sqrt is sqrt(clip(x, 0, inf)): the gradient is 0 where x < 0 (as TF's clip gradient). */
@@ -79,28 +225,50 @@ static kb_status grad_sqrt_grad(kb_tensor *n, kb_tensor *g, kb_tensor **dx) {
     return KB_OK;
 }
 
-const kb_op_def kb_opdef_negative = {"negative", 1, 0, kb_infer_unary_float, grad_negative, kb_cpu_negative,
+const kb_op_def kb_opdef_negative = {"negative", 1, 0, infer_unary_numeric, grad_negative, kb_cpu_negative,
                                      KB_CUDA_KERNEL(negative)};
-const kb_op_def kb_opdef_square = {"square", 1, 0, kb_infer_unary_float, grad_square, kb_cpu_square,
+const kb_op_def kb_opdef_square = {"square", 1, 0, infer_unary_numeric, grad_square, kb_cpu_square,
                                    KB_CUDA_KERNEL(square)};
-const kb_op_def kb_opdef_exp = {"exp", 1, 0, kb_infer_unary_float, grad_exp, kb_cpu_exp, KB_CUDA_KERNEL(exp)};
-const kb_op_def kb_opdef_log = {"log", 1, 0, kb_infer_unary_float, grad_log, kb_cpu_log, KB_CUDA_KERNEL(log)};
-const kb_op_def kb_opdef_sqrt = {"sqrt", 1, 0, kb_infer_unary_float, grad_sqrt, kb_cpu_sqrt, KB_CUDA_KERNEL(sqrt)};
-const kb_op_def kb_opdef_sqrt_grad = {"sqrt_grad", 2, KB_OPF_INTERNAL, kb_infer_binary_float, grad_sqrt_grad,
+const kb_op_def kb_opdef_abs = {"abs", 1, 0, infer_unary_numeric, grad_abs, kb_cpu_abs, KB_CUDA_KERNEL(abs)};
+const kb_op_def kb_opdef_sign = {"sign", 1, 0, infer_unary_numeric, grad_sign, kb_cpu_sign, KB_CUDA_KERNEL(sign)};
+/* TF registers no gradient for Round (None): kb_gradients gives NULL through it. */
+const kb_op_def kb_opdef_round = {"round", 1, KB_OPF_NONDIFF, infer_unary_floatany, NULL, kb_cpu_round,
+                                  KB_CUDA_KERNEL(round)};
+/* attrs.value: the exponent a. */
+const kb_op_def kb_opdef_pow = {"pow", 1, 0, infer_unary_floatany, grad_pow, kb_cpu_pow, KB_CUDA_KERNEL(pow)};
+const kb_op_def kb_opdef_sin = {"sin", 1, 0, infer_unary_floatany, grad_sin, kb_cpu_sin, KB_CUDA_KERNEL(sin)};
+const kb_op_def kb_opdef_cos = {"cos", 1, 0, infer_unary_floatany, grad_cos, kb_cpu_cos, KB_CUDA_KERNEL(cos)};
+const kb_op_def kb_opdef_exp = {"exp", 1, 0, infer_unary_floatany, grad_exp, kb_cpu_exp, KB_CUDA_KERNEL(exp)};
+const kb_op_def kb_opdef_log = {"log", 1, 0, infer_unary_floatany, grad_log, kb_cpu_log, KB_CUDA_KERNEL(log)};
+const kb_op_def kb_opdef_sqrt = {"sqrt", 1, 0, infer_unary_floatany, grad_sqrt, kb_cpu_sqrt, KB_CUDA_KERNEL(sqrt)};
+const kb_op_def kb_opdef_sqrt_grad = {"sqrt_grad", 2, KB_OPF_INTERNAL, infer_binary_floatany, grad_sqrt_grad,
                                       kb_cpu_sqrt_grad, KB_CUDA_KERNEL(sqrt_grad)};
 
 kb_tensor *kb_negative(kb_tensor *x) { return kb_node1("kb_negative", KB_OP_NEGATIVE, x); }
 kb_tensor *kb_square(kb_tensor *x) { return kb_node1("kb_square", KB_OP_SQUARE, x); }
+kb_tensor *kb_abs(kb_tensor *x) { return kb_node1("kb_abs", KB_OP_ABS, x); }
+kb_tensor *kb_sign(kb_tensor *x) { return kb_node1("kb_sign", KB_OP_SIGN, x); }
+kb_tensor *kb_round(kb_tensor *x) { return kb_node1("kb_round", KB_OP_ROUND, x); }
+kb_tensor *kb_sin(kb_tensor *x) { return kb_node1("kb_sin", KB_OP_SIN, x); }
+kb_tensor *kb_cos(kb_tensor *x) { return kb_node1("kb_cos", KB_OP_COS, x); }
 kb_tensor *kb_exp(kb_tensor *x) { return kb_node1("kb_exp", KB_OP_EXP, x); }
 kb_tensor *kb_log(kb_tensor *x) { return kb_node1("kb_log", KB_OP_LOG, x); }
 kb_tensor *kb_sqrt(kb_tensor *x) { return kb_node1("kb_sqrt", KB_OP_SQRT, x); }
 
-/* ---- clip (internal until the tensor-API issue makes K.clip public) ---- */
+kb_tensor *kb_pow(kb_tensor *x, double a) {
+    kb_attrs at;
+    memset(&at, 0, sizeof at);
+    at.value = a;
+    return kb_node("kb_pow", KB_OP_POW, &x, 1, &at);
+}
 
+/* ---- clip ---- */
+
+/* attrs.lo / attrs.hi: the bounds (-inf / inf for None), hi >= lo. */
 static kb_status infer_clip(const char *op, const kb_attrs *a, const kb_desc *in, int n_in, kb_desc *out) {
-    if (isnan(a->lo) || isnan(a->hi))
-        return kb_set_error(KB_ERR_INVALID_ARGUMENT, "%s: bounds must not be NaN", op);
-    return kb_infer_unary_float(op, a, in, n_in, out);
+    if (isnan(a->lo)) return kb_set_error(KB_ERR_INVALID_ARGUMENT, "%s: min_value is NaN", op);
+    if (isnan(a->hi)) return kb_set_error(KB_ERR_INVALID_ARGUMENT, "%s: max_value is NaN", op);
+    return infer_unary_floatany(op, a, in, n_in, out);
 }
 /* TF's clip_by_value gradient: passes dy where lo <= x <= hi. */
 static kb_status grad_clip(kb_tensor *n, kb_tensor *dy, kb_tensor **dx) {
@@ -114,20 +282,63 @@ static kb_status grad_clip_grad(kb_tensor *n, kb_tensor *dy, kb_tensor **dx) {
     dx[1] = NULL;
     return KB_OK;
 }
-const kb_op_def kb_opdef_clip = {"clip", 1, KB_OPF_INTERNAL, infer_clip, grad_clip, kb_cpu_clip, KB_CUDA_KERNEL(clip)};
-const kb_op_def kb_opdef_clip_grad = {"clip_grad", 2, KB_OPF_INTERNAL, kb_infer_binary_float, grad_clip_grad,
+const kb_op_def kb_opdef_clip = {"clip", 1, 0, infer_clip, grad_clip, kb_cpu_clip, KB_CUDA_KERNEL(clip)};
+/* attrs.lo / attrs.hi: those of the clip it differentiates. */
+const kb_op_def kb_opdef_clip_grad = {"clip_grad", 2, KB_OPF_INTERNAL, infer_binary_floatany, grad_clip_grad,
                                       kb_cpu_clip_grad, KB_CUDA_KERNEL(clip_grad)};
 
-kb_tensor *kb_clip_internal(kb_tensor *x, double lo, double hi) {
+kb_tensor *kb_clip(kb_tensor *x, double min_value, double max_value) {
     kb_attrs a;
     memset(&a, 0, sizeof a);
-    a.lo = lo;
-    a.hi = hi < lo ? lo : hi; /* Keras: max_value < min_value gives max_value = min_value */
+    a.lo = min_value;
+    a.hi = max_value < min_value ? min_value : max_value; /* Keras: max_value < min_value gives max = min */
     return kb_node("kb_clip", KB_OP_CLIP, &x, 1, &a);
+}
+
+kb_tensor *kb_clip_internal(kb_tensor *x, double lo, double hi) { return kb_clip(x, lo, hi); }
+
+/* A tensor bound must broadcast to x's shape without growing it (TF's clip_by_value keeps the
+ * shape of x). */
+static int check_bound(const char *fn, const char *arg, kb_tensor *x, kb_tensor *b) {
+    if (!kb_check_tensor(fn, arg, b)) return 0;
+    if (b->desc.dtype != x->desc.dtype) {
+        kb_set_error(KB_ERR_DTYPE, "%s: %s is %s but x is %s (cast it first)", fn, arg, dt_name(b->desc.dtype),
+                     dt_name(x->desc.dtype));
+        return 0;
+    }
+    /* Right-aligned, each bound dim is 1 or x's dim (unknown dims are checked at run time). */
+    int lead = x->desc.rank - b->desc.rank, fits = lead >= 0;
+    for (int i = 0; fits && i < b->desc.rank; ++i) {
+        int64_t db = b->desc.shape[i], dx = x->desc.shape[lead + i];
+        fits = db == 1 || db == dx || db == KB_NONE || dx == KB_NONE;
+    }
+    if (!fits) {
+        char sx[128], sb[128];
+        kb_set_error(KB_ERR_SHAPE, "%s: %s of shape %s does not broadcast to x's shape %s", fn, arg,
+                     kb_shape_str(&b->desc, sb, sizeof sb), kb_shape_str(&x->desc, sx, sizeof sx));
+        return 0;
+    }
+    return 1;
+}
+
+/* tf.clip_by_value with tensor bounds is maximum(minimum(x, max), min): where max < min the
+ * result is min, as Keras' max = min rule for numbers. Its gradient through minimum/maximum
+ * matches TF's clip gradient (x gets dy inside [min, max], a bound where x is beyond it). */
+kb_tensor *kb_clip_tensor(kb_tensor *x, kb_tensor *min_value, kb_tensor *max_value) {
+    const char *fn = "kb_clip_tensor";
+    if (!kb_check_tensor(fn, "x", x)) return NULL;
+    if (min_value && !check_bound(fn, "min_value", x, min_value)) return NULL;
+    if (max_value && !check_bound(fn, "max_value", x, max_value)) return NULL;
+    if (!min_value && !max_value) return kb_clip(x, -INFINITY, INFINITY);
+    kb_tensor *y = x;
+    if (max_value) y = kb_minimum(y, max_value);
+    if (min_value) y = kb_maximum(y, min_value);
+    return y;
 }
 
 /* ---- cast ---- */
 
+/* attrs.dtype: the target dtype. */
 static kb_status infer_cast(const char *op, const kb_attrs *a, const kb_desc *in, int n_in, kb_desc *out) {
     (void)n_in;
     if (!kb_dtype_valid(a->dtype)) return kb_set_error(KB_ERR_DTYPE, "%s: invalid target dtype %d", op, (int)a->dtype);
