@@ -129,7 +129,7 @@ int main(int argc, char **argv) {
                 memcpy(&by[CLASSES * i], &ys[CLASSES * k], CLASSES * sizeof(float));
             }
             int64_t sx[2] = {BATCH, 2}, sy[2] = {BATCH, CLASSES};
-            kb_feed feeds[2] = {{bx, sizeof bx, KB_FLOAT32, 2, sx}, {by, sizeof by, KB_FLOAT32, 2, sy}};
+            kb_feed feeds[2] = {{bx, sizeof bx, KB_FLOAT32, 2, sx, NULL}, {by, sizeof by, KB_FLOAT32, 2, sy, NULL}};
             CHECK(kb_function_call(train, feeds, 2) == KB_OK);
             float l;
             CHECK(kb_function_get_output(train, 0, &l, sizeof l) == KB_OK);
@@ -139,7 +139,7 @@ int main(int argc, char **argv) {
     }
 
     int64_t sx[2] = {N, 2}, sy[2] = {N, CLASSES};
-    kb_feed feeds[2] = {{xs, sizeof xs, KB_FLOAT32, 2, sx}, {ys, sizeof ys, KB_FLOAT32, 2, sy}};
+    kb_feed feeds[2] = {{xs, sizeof xs, KB_FLOAT32, 2, sx, NULL}, {ys, sizeof ys, KB_FLOAT32, 2, sy, NULL}};
     CHECK(kb_function_call(predict, feeds, 2) == KB_OK);
     const float *probs = kb_function_output(predict, 1, NULL, NULL, NULL, NULL);
     float final_loss;

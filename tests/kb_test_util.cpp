@@ -314,7 +314,7 @@ Tol default_tol(kb_dtype dt) {
 // ---- functions ---------------------------------------------------------------------------------
 
 kb_feed feed_of(const std::vector<unsigned char> &bytes, kb_dtype dt, const Shape &shape) {
-    kb_feed f;
+    kb_feed f = {};
     f.data = bytes.data();
     f.nbytes = bytes.size();
     f.dtype = dt;

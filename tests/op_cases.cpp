@@ -254,6 +254,7 @@ std::vector<OpCase> build_cases() {
     add_shape_cases(v);
     add_linalg_cases(v);
     add_image_cases(v);
+    add_sparse_cases(v);
     return v;
 }
 

@@ -58,6 +58,7 @@ void add_reduce_cases(std::vector<OpCase> &v);
 void add_shape_cases(std::vector<OpCase> &v);
 void add_linalg_cases(std::vector<OpCase> &v);
 void add_image_cases(std::vector<OpCase> &v);
+void add_sparse_cases(std::vector<OpCase> &v);
 
 const std::vector<OpCase> &op_cases();
 // Random inputs for case c (one vector per input).

@@ -197,7 +197,7 @@ TEST_F(Context, LearningPhaseFedToFunction) {
     kb_function *fn = kb_function_new(ctx, &lp, 1, &y, 1, nullptr, 0, KB_DEVICE_CPU);
     ASSERT_NE(fn, nullptr) << kb_last_error();
     for (int32_t phase : {1, 0, 1}) {
-        kb_feed f = {&phase, sizeof phase, KB_INT32, 0, nullptr};
+        kb_feed f = {&phase, sizeof phase, KB_INT32, 0, nullptr, nullptr};
         ASSERT_TRUE(ok(kb_function_call(fn, &f, 1)));
         float out = -1;
         ASSERT_TRUE(ok(kb_function_get_output(fn, 0, &out, sizeof out)));

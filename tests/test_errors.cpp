@@ -489,7 +489,7 @@ TEST_F(Errors, HugeShapes) {
     kb_function *fn = kb_function_new(ctx, ins, 2, &p, 1, nullptr, 0, KB_DEVICE_CPU);
     ASSERT_NE(fn, nullptr) << kb_last_error();
     int64_t fa[2] = {big, 1}, fb[2] = {1, big};
-    kb_feed feeds[2] = {{nullptr, 0, KB_FLOAT32, 2, fa}, {nullptr, 0, KB_FLOAT32, 2, fb}};
+    kb_feed feeds[2] = {{nullptr, 0, KB_FLOAT32, 2, fa, nullptr}, {nullptr, 0, KB_FLOAT32, 2, fb, nullptr}};
     EXPECT_NE(kb_function_call(fn, feeds, 2), KB_OK) << "a 2^40-element feed with 0 bytes";
     kb_function_free(fn);
     kb_tensor *x = make_const(ctx, {1, 2}, {2});

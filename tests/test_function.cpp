@@ -85,7 +85,7 @@ TEST_F(Function, UpdatesRunAfterOutputs) {
     ASSERT_NE(fn, nullptr) << kb_last_error();
     std::vector<float> yv = {10, 20, 30};
     int64_t fs[1] = {3};
-    kb_feed f = {yv.data(), yv.size() * sizeof(float), KB_FLOAT32, 1, fs};
+    kb_feed f = {yv.data(), yv.size() * sizeof(float), KB_FLOAT32, 1, fs, nullptr};
     ASSERT_TRUE(ok(kb_function_call(fn, &f, 1)));
     std::vector<float> o(3);
     ASSERT_TRUE(ok(kb_function_get_output(fn, 0, o.data(), sizeof(float) * 3)));
@@ -329,7 +329,7 @@ protected:
     void expect_good_call() {
         std::vector<float> v = {1, 2, 3, 4, 5, 6};
         int64_t s[2] = {2, 3};
-        kb_feed f = {v.data(), v.size() * sizeof(float), KB_FLOAT32, 2, s};
+        kb_feed f = {v.data(), v.size() * sizeof(float), KB_FLOAT32, 2, s, nullptr};
         ASSERT_TRUE(ok(kb_function_call(fn, &f, 1)));
         float out = 0;
         ASSERT_TRUE(ok(kb_function_get_output(fn, 0, &out, sizeof out)));
@@ -343,7 +343,7 @@ protected:
 
 TEST_F(FeedErrors, WrongByteCount) {
     int64_t s[2] = {2, 3};
-    kb_feed f = {data.data(), 5 * sizeof(float), KB_FLOAT32, 2, s};
+    kb_feed f = {data.data(), 5 * sizeof(float), KB_FLOAT32, 2, s, nullptr};
     EXPECT_EQ(kb_function_call(fn, &f, 1), KB_ERR_SHAPE);
     EXPECT_TRUE(has_error(KB_ERR_SHAPE));
     expect_good_call();
@@ -351,7 +351,7 @@ TEST_F(FeedErrors, WrongByteCount) {
 
 TEST_F(FeedErrors, WrongRank) {
     int64_t s[3] = {2, 3, 1};
-    kb_feed f = {data.data(), 6 * sizeof(float), KB_FLOAT32, 3, s};
+    kb_feed f = {data.data(), 6 * sizeof(float), KB_FLOAT32, 3, s, nullptr};
     EXPECT_EQ(kb_function_call(fn, &f, 1), KB_ERR_SHAPE);
     EXPECT_TRUE(has_error(KB_ERR_SHAPE));
     expect_good_call();
@@ -359,7 +359,7 @@ TEST_F(FeedErrors, WrongRank) {
 
 TEST_F(FeedErrors, WrongKnownDim) {
     int64_t s[2] = {3, 2};
-    kb_feed f = {data.data(), 6 * sizeof(float), KB_FLOAT32, 2, s};
+    kb_feed f = {data.data(), 6 * sizeof(float), KB_FLOAT32, 2, s, nullptr};
     EXPECT_EQ(kb_function_call(fn, &f, 1), KB_ERR_SHAPE);
     EXPECT_TRUE(has_error(KB_ERR_SHAPE));
     expect_good_call();
@@ -373,14 +373,14 @@ TEST_F(FeedErrors, WrongFeedCount) {
 
 TEST_F(FeedErrors, NullFeedData) {
     int64_t s[2] = {2, 3};
-    kb_feed f = {nullptr, 6 * sizeof(float), KB_FLOAT32, 2, s};
+    kb_feed f = {nullptr, 6 * sizeof(float), KB_FLOAT32, 2, s, nullptr};
     EXPECT_EQ(kb_function_call(fn, &f, 1), KB_ERR_INVALID_ARGUMENT);
     expect_good_call();
 }
 
 TEST_F(FeedErrors, NegativeFeedDim) {
     int64_t s[2] = {-1, 3};
-    kb_feed f = {data.data(), 6 * sizeof(float), KB_FLOAT32, 2, s};
+    kb_feed f = {data.data(), 6 * sizeof(float), KB_FLOAT32, 2, s, nullptr};
     EXPECT_NE(kb_function_call(fn, &f, 1), KB_OK);
     expect_good_call();
 }
@@ -433,7 +433,7 @@ TEST_F(Function, FeedsOfAnotherDtypeAreCast) {
     {   // float64 data
         double d[3] = {1.5, -2, 3};
         int64_t s[1] = {3};
-        kb_feed f = {d, sizeof d, KB_FLOAT64, 1, s};
+        kb_feed f = {d, sizeof d, KB_FLOAT64, 1, s, nullptr};
         ASSERT_TRUE(ok(kb_function_call(fn, &f, 1)));
         kb_dtype dt;
         kb_function_output(fn, 0, &dt, nullptr, nullptr, nullptr);
@@ -444,7 +444,7 @@ TEST_F(Function, FeedsOfAnotherDtypeAreCast) {
     {   // int32 data
         int32_t d[3] = {2, -3, 4};
         int64_t s[1] = {3};
-        kb_feed f = {d, sizeof d, KB_INT32, 1, s};
+        kb_feed f = {d, sizeof d, KB_INT32, 1, s, nullptr};
         ASSERT_TRUE(ok(kb_function_call(fn, &f, 1)));
         ASSERT_TRUE(ok(kb_function_get_output(fn, 0, out, sizeof out)));
         EXPECT_TRUE(allclose({out[0], out[1], out[2]}, {4, 9, 16}, 0, 0));
@@ -452,7 +452,7 @@ TEST_F(Function, FeedsOfAnotherDtypeAreCast) {
     {   // KB_FLOATX: "the placeholder's dtype"
         float d[3] = {1, 2, 3};
         int64_t s[1] = {3};
-        kb_feed f = {d, sizeof d, KB_FLOATX, 1, s};
+        kb_feed f = {d, sizeof d, KB_FLOATX, 1, s, nullptr};
         ASSERT_TRUE(ok(kb_function_call(fn, &f, 1)));
         ASSERT_TRUE(ok(kb_function_get_output(fn, 0, out, sizeof out)));
         EXPECT_TRUE(allclose({out[0], out[1], out[2]}, {1, 4, 9}, 0, 0));
@@ -460,7 +460,7 @@ TEST_F(Function, FeedsOfAnotherDtypeAreCast) {
     {   // byte count is checked against the feed's own dtype
         double d[3] = {1, 2, 3};
         int64_t s[1] = {3};
-        kb_feed f = {d, 3 * sizeof(float), KB_FLOAT64, 1, s};
+        kb_feed f = {d, 3 * sizeof(float), KB_FLOAT64, 1, s, nullptr};
         kb_clear_error();
         EXPECT_EQ(kb_function_call(fn, &f, 1), KB_ERR_SHAPE);
     }
@@ -541,7 +541,7 @@ TEST_F(Function, EmptyBatch) {
     kb_function *fn = kb_function_new(ctx, &x, 1, outs, 7, nullptr, 0, KB_DEVICE_CPU);
     ASSERT_NE(fn, nullptr) << kb_last_error();
     int64_t fs[2] = {0, 3};
-    kb_feed f = {nullptr, 0, KB_FLOAT64, 2, fs};
+    kb_feed f = {nullptr, 0, KB_FLOAT64, 2, fs, nullptr};
     ASSERT_TRUE(ok(kb_function_call(fn, &f, 1)));
     int rank = 0;
     int64_t shape[KB_MAX_RANK];

@@ -94,8 +94,8 @@ protected:
 
         auto full_loss = [&](std::vector<float> *probs) -> double {
             int64_t fx[2] = {data.n, 2}, fy[2] = {data.n, 3};
-            kb_feed f[2] = {{data.x.data(), data.x.size() * sizeof(float), KB_FLOAT32, 2, fx},
-                            {data.y.data(), data.y.size() * sizeof(float), KB_FLOAT32, 2, fy}};
+            kb_feed f[2] = {{data.x.data(), data.x.size() * sizeof(float), KB_FLOAT32, 2, fx, nullptr},
+                            {data.y.data(), data.y.size() * sizeof(float), KB_FLOAT32, 2, fy, nullptr}};
             EXPECT_TRUE(ok(kb_function_call(evalf, f, 2)));
             float l = NAN;
             EXPECT_TRUE(ok(kb_function_get_output(evalf, 0, &l, sizeof l)));
@@ -114,8 +114,8 @@ protected:
         for (int epoch = 0; epoch < kEpochs; ++epoch) {
             for (int start = 0; start < data.n; start += kBatch) {
                 int64_t bx[2] = {kBatch, 2}, by[2] = {kBatch, 3};
-                kb_feed f[2] = {{data.x.data() + start * 2, (size_t)kBatch * 2 * sizeof(float), KB_FLOAT32, 2, bx},
-                                {data.y.data() + start * 3, (size_t)kBatch * 3 * sizeof(float), KB_FLOAT32, 2, by}};
+                kb_feed f[2] = {{data.x.data() + start * 2, (size_t)kBatch * 2 * sizeof(float), KB_FLOAT32, 2, bx, nullptr},
+                                {data.y.data() + start * 3, (size_t)kBatch * 3 * sizeof(float), KB_FLOAT32, 2, by, nullptr}};
                 ASSERT_TRUE(ok(kb_function_call(step, f, 2))) << "epoch " << epoch;
                 float bl = NAN;
                 ASSERT_TRUE(ok(kb_function_get_output(step, 0, &bl, sizeof bl)));

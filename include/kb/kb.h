@@ -300,6 +300,9 @@ typedef struct kb_feed {
     kb_dtype dtype;
     int rank;
     const int64_t *shape;
+    /** Sparse placeholders only (COO): \p data / \p nbytes hold the nnz values, \p shape the dense
+     * shape, and \p indices the (nnz, rank) int64 coordinates, row-major. NULL for dense feeds. */
+    const int64_t *indices;
 } kb_feed;
 
 /** Run the function with one feed per input, in order. */
@@ -360,6 +363,7 @@ KB_API kb_status kb_memory_release(kb_context *ctx);
 KB_API kb_tensor *kb_add(kb_tensor *x, kb_tensor *y);
 KB_API kb_tensor *kb_subtract(kb_tensor *x, kb_tensor *y);
 KB_API kb_tensor *kb_multiply(kb_tensor *x, kb_tensor *y);
+/** Floats only: integer inputs are KB_ERR_DTYPE (Keras' truediv would return a float; kb_cast first). */
 KB_API kb_tensor *kb_divide(kb_tensor *x, kb_tensor *y);
 KB_API kb_tensor *kb_negative(kb_tensor *x);
 KB_API kb_tensor *kb_square(kb_tensor *x);
@@ -419,7 +423,7 @@ KB_API kb_tensor *kb_cumsum(kb_tensor *x, int axis);
 KB_API kb_tensor *kb_cumprod(kb_tensor *x, int axis);
 
 /* linear algebra and shape */
-/** Keras dot: matmul for ranks <= 2, else the Theano/np.dot rule (last axis of x with the
+/** Keras dot: matmul for ranks <= 2 (a 2-D sparse x times a 2-D y without densifying), else the Theano/np.dot rule (last axis of x with the
  * second-to-last of y; output x.shape[:-1] + y.shape[:-2] + y.shape[-1:]). */
 KB_API kb_tensor *kb_dot(kb_tensor *x, kb_tensor *y);
 /** Keras transpose: reverses all axes. */
@@ -438,6 +442,21 @@ KB_API kb_tensor *kb_batch_dot(kb_tensor *x, kb_tensor *y, const int *axes, int 
  * output indices.shape + reference.shape[1:]. An out-of-range index is KB_ERR_INVALID_ARGUMENT
  * when the function runs. */
 KB_API kb_tensor *kb_gather(kb_tensor *reference, kb_tensor *indices);
+
+/* sparse (COO) tensors */
+/**
+ * Keras placeholder(sparse=True): fed with a kb_feed whose indices/data hold the COO entries
+ * (duplicates are summed) and whose shape is the dense shape. Dtype float32, float64, int32 or int64.
+ */
+KB_API kb_tensor *kb_sparse_placeholder(kb_context *ctx, const int64_t *shape, int rank, kb_dtype dtype,
+                                        const char *name);
+/** A sparse tensor from COO components: indices (nnz, rank) int64, values (nnz,); the dense shape
+ * is the (runtime) shape of \p dense_shape_like, whose values are never read. */
+KB_API kb_tensor *kb_sparse_tensor(kb_tensor *indices, kb_tensor *values, kb_tensor *dense_shape_like);
+/** Keras is_sparse; 0 for NULL. A sparse tensor used by any op but dot / to_dense is densified. */
+KB_API int kb_is_sparse(const kb_tensor *x);
+/** Keras to_dense: the dense value of a sparse tensor; a dense x is returned as is. */
+KB_API kb_tensor *kb_to_dense(kb_tensor *x);
 
 /* shape manipulation */
 /** Keras concatenate(tensors, axis): a negative axis is taken modulo the rank. */
@@ -463,7 +482,7 @@ KB_API kb_tensor *kb_squeeze(kb_tensor *x, int axis);
 /** Keras one_hot(indices, num_classes): float32 of shape indices.shape + (num_classes,);
  * out-of-range indices give all-zero rows. */
 KB_API kb_tensor *kb_one_hot(kb_tensor *indices, int64_t num_classes);
-/** Keras reverse(x, axes). */
+/** Keras reverse(x, axes); n_axes 0 reverses nothing (tf.reverse(x, [])), not every axis. */
 KB_API kb_tensor *kb_reverse(kb_tensor *x, const int *axes, int n_axes);
 /** Keras slice(x, start, size) (tf.slice; size -1 means "to the end"). */
 KB_API kb_tensor *kb_slice(kb_tensor *x, const int64_t *start, const int64_t *size, int n);

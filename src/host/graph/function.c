@@ -38,7 +38,9 @@ struct kb_function {
     const kb_device_api *api;
     void *dev;
     int n_in, n_out, n_upd;
-    kb_tensor **inputs;
+    kb_tensor **inputs;  /* placeholders fed, in order (a sparse input expands to its 3 components) */
+    int n_user_in;       /* inputs as the caller gave them */
+    unsigned char *user_sparse; /* per caller input: a sparse placeholder (one feed -> 3) */
     int *out_pos, *upd_pos;
     int n_nodes;
     kb_tensor **nodes;
@@ -93,6 +95,7 @@ void kb_function_free(kb_function *fn) {
     free(fn->out_src);
     free(fn->out_ready);
     free(fn->inputs);
+    free(fn->user_sparse);
     free(fn->out_pos);
     free(fn->upd_pos);
     free(fn->nodes);
@@ -147,7 +150,7 @@ kb_function *kb_function_new(kb_context *ctx, kb_tensor *const *inputs, int n_in
         check_list("updates", &c, updates, n_updates))
         return NULL;
     for (int i = 0; i < n_inputs; ++i) {
-        if (inputs[i]->kind != KB_KIND_PLACEHOLDER) {
+        if (inputs[i]->kind != KB_KIND_PLACEHOLDER && !inputs[i]->sparse_placeholder) {
             kb_set_error(KB_ERR_INVALID_ARGUMENT, "%s: inputs[%d] (%s) is not a placeholder", fname, i, inputs[i]->name);
             return NULL;
         }
@@ -193,6 +196,22 @@ kb_function *kb_function_new(kb_context *ctx, kb_tensor *const *inputs, int n_in
     fn->generation = ctx->generation;
     fn->device = dev;
     fn->api = kb_ctx_api(ctx, dev, &fn->dev);
+    /* a sparse placeholder is fed through its components: indices, values, dense-shape carrier */
+    fn->n_user_in = n_inputs;
+    ALLOC(fn->user_sparse, n_inputs);
+    int n_fed = n_inputs;
+    for (int i = 0; i < n_inputs; ++i) {
+        fn->user_sparse[i] = (unsigned char)inputs[i]->sparse_placeholder;
+        n_fed += 2 * fn->user_sparse[i];
+    }
+    ALLOC(fn->inputs, n_fed);
+    for (int i = 0, j = 0; i < n_inputs; ++i)
+        if (fn->user_sparse[i])
+            for (int c = 0; c < 3; ++c) fn->inputs[j++] = inputs[i]->in[c];
+        else
+            fn->inputs[j++] = inputs[i];
+    inputs = fn->inputs;
+    n_inputs = n_fed;
     fn->n_in = n_inputs;
     fn->n_out = n_outputs;
     fn->n_upd = n_updates;
@@ -267,8 +286,6 @@ kb_function *kb_function_new(kb_context *ctx, kb_tensor *const *inputs, int n_in
         fn->upd_pos[i] = pos[updates[i]->id];
         fn->last_use[fn->root[fn->upd_pos[i]]] = INT_MAX;
     }
-    ALLOC(fn->inputs, n_inputs);
-    for (int i = 0; i < n_inputs; ++i) fn->inputs[i] = inputs[i];
     ALLOC(fn->out_host, n_outputs);
     ALLOC(fn->out_cap, n_outputs);
     ALLOC(fn->out_desc, n_outputs);
@@ -345,7 +362,7 @@ static size_t desc_bytes(const kb_desc *d) {
 
 static int needs_arena(const kb_function *fn, int k) {
     const kb_tensor *t = fn->nodes[k];
-    if (fn->root[k] != k) return 0;
+    if (fn->root[k] != k || t->shape_only) return 0;
     return t->kind == KB_KIND_PLACEHOLDER || t->kind == KB_KIND_OP;
 }
 
@@ -495,6 +512,10 @@ static kb_status check_feeds(const kb_function *fn, const kb_feed *feeds, int n_
                                     kb_shape_str(&d, s1, sizeof s1), ph->name, kb_shape_str(&ph->desc, s2, sizeof s2));
         }
         KB_TRY(kb_check_size(f, &d));
+        if (fd->indices)
+            return kb_set_error(KB_ERR_INVALID_ARGUMENT, "%s: feed %d has indices but %s is not a sparse placeholder", f,
+                                i, ph->name);
+        if (ph->shape_only) continue; /* a sparse input's dense shape: no data */
         size_t need = (size_t)kb_desc_size(&d) * kb_dtype_size(dt);
         if (fd->nbytes != need)
             return kb_set_error(KB_ERR_SHAPE, "%s: feed %d (%s) has %zu bytes, shape %s of %s needs %zu", f, i, ph->name,
@@ -617,6 +638,10 @@ static kb_status run(kb_function *fn, kb_plan *p, const kb_feed *feeds) {
     for (int k = 0; k < fn->n_nodes && st == KB_OK; ++k) {
         kb_tensor *t = fn->nodes[k];
         const kb_desc *d = &p->desc[k];
+        if (t->kind == KB_KIND_PLACEHOLDER && t->shape_only) {
+            fn->bufs[k] = NULL;
+            continue;
+        }
         if (t->kind == KB_KIND_PLACEHOLDER) {
             void *dst = (char *)p->arena + p->offset[k];
             fn->bufs[k] = dst;
@@ -713,11 +738,76 @@ static kb_status run(kb_function *fn, kb_plan *p, const kb_feed *feeds) {
     return st != KB_OK ? st : s2;
 }
 
+static kb_status call(kb_function *fn, const kb_feed *feeds, int n_feeds);
+
+/* The caller's feeds with each sparse one replaced by its components' feeds (indices (nnz, rank)
+ * int64, values (nnz,), the data-less dense-shape carrier). *out and *dims are malloc'd. */
+static kb_status expand_sparse_feeds(const kb_function *fn, const kb_feed *feeds, int n_feeds, kb_feed **out,
+                                     int64_t **dims) {
+    const char *f = "kb_function_call";
+    if (n_feeds != fn->n_user_in)
+        return kb_set_error(KB_ERR_INVALID_ARGUMENT, "%s: the function takes %d inputs, got %d feeds", f, fn->n_user_in,
+                            n_feeds);
+    if (n_feeds && !feeds) return kb_set_error(KB_ERR_INVALID_ARGUMENT, "%s: feeds is NULL", f);
+    kb_feed *x = (kb_feed *)calloc((size_t)fn->n_in, sizeof *x);
+    int64_t *d = (int64_t *)calloc((size_t)n_feeds * 3 + 1, sizeof *d);
+    if (!x || !d) {
+        free(x);
+        free(d);
+        return kb_set_error(KB_ERR_OUT_OF_MEMORY, "%s: out of host memory", f);
+    }
+    for (int i = 0, j = 0; i < n_feeds; ++i) {
+        if (!fn->user_sparse[i]) {
+            x[j++] = feeds[i];
+            continue;
+        }
+        const kb_feed *fd = &feeds[i];
+        const kb_tensor *values = fn->inputs[j + 1];
+        kb_dtype dt = fd->dtype == KB_FLOATX ? values->desc.dtype : fd->dtype;
+        size_t es = kb_dtype_size(dt);
+        kb_status st = KB_OK;
+        if (!es) st = kb_set_error(KB_ERR_DTYPE, "%s: feed %d has an invalid dtype %d", f, i, (int)fd->dtype);
+        else if (fd->nbytes % es)
+            st = kb_set_error(KB_ERR_SHAPE, "%s: sparse feed %d has %zu bytes of values, not a multiple of %zu (%s)", f, i,
+                              fd->nbytes, es, kb_dtype_name(dt));
+        else if (fd->nbytes && !fd->indices)
+            st = kb_set_error(KB_ERR_INVALID_ARGUMENT, "%s: sparse feed %d has values but NULL indices", f, i);
+        if (st != KB_OK) {
+            free(x);
+            free(d);
+            return st;
+        }
+        int64_t *dd = d + 3 * i;
+        dd[0] = (int64_t)(fd->nbytes / es); /* nnz */
+        dd[1] = fd->rank;
+        x[j] = (kb_feed){fd->indices, (size_t)dd[0] * (size_t)fd->rank * sizeof(int64_t), KB_INT64, 2, dd, NULL};
+        x[j + 1] = (kb_feed){fd->data, fd->nbytes, dt, 1, dd, NULL};
+        x[j + 2] = (kb_feed){NULL, 0, dt, fd->rank, fd->shape, NULL};
+        j += 3;
+    }
+    *out = x;
+    *dims = d;
+    return KB_OK;
+}
+
 kb_status kb_function_call(kb_function *fn, const kb_feed *feeds, int n_feeds) {
     if (!fn) return kb_set_error(KB_ERR_INVALID_ARGUMENT, "kb_function_call: argument fn is NULL");
     if (fn->generation != fn->ctx->generation)
         return kb_set_error(KB_ERR_INVALID_STATE,
                             "kb_function_call: the session was cleared (kb_clear_session) after this function was made");
+    if (fn->n_user_in != fn->n_in) {
+        kb_feed *x = NULL;
+        int64_t *dims = NULL;
+        KB_TRY(expand_sparse_feeds(fn, feeds, n_feeds, &x, &dims));
+        kb_status st = call(fn, x, fn->n_in);
+        free(x);
+        free(dims);
+        return st;
+    }
+    return call(fn, feeds, n_feeds);
+}
+
+static kb_status call(kb_function *fn, const kb_feed *feeds, int n_feeds) {
     KB_TRY(check_feeds(fn, feeds, n_feeds));
     kb_plan *p;
     KB_TRY(get_plan(fn, feeds, &p));

@@ -24,6 +24,13 @@ struct kb_tensor {
     kb_desc desc;                  /* dims may be KB_NONE */
     char name[64];
     int is_learning_phase;
+    /* Sparse tensors (ops/sparse.c): a sparse_to_dense node whose inputs are the COO components
+     * (indices (nnz, rank) int64, values (nnz,), a tensor with the dense shape). Ops that know
+     * sparsity (dot, to_dense) read the components; every other op sees the dense value. */
+    int sparse;
+    int sparse_placeholder;        /* a sparse placeholder: its components are placeholders fed
+                                      from one kb_feed (kb_function_call expands it) */
+    int shape_only;                /* a placeholder that only carries a runtime shape: no data */
     /* storage of variables and constants: a host copy and a device copy with a valid bit each */
     void *host;
     size_t nbytes;

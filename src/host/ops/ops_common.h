@@ -33,4 +33,7 @@ kb_tensor *kb_g_sum_keep(kb_tensor *x, int axis);               /* sum over one 
 kb_tensor *kb_clip_internal(kb_tensor *x, double lo, double hi);
 kb_tensor *kb_log_softmax_internal(kb_tensor *x, int axis);
 
+/* dot with a sparse 2-D x (ops/sparse.c): x must satisfy kb_is_sparse. */
+kb_tensor *kb_sparse_dot(kb_tensor *x, kb_tensor *y);
+
 #endif
