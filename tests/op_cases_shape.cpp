@@ -12,22 +12,27 @@ OpCase half_case(OpCase c) {
     return c;
 }
 
+Builder permuted(std::vector<int> p) {
+    return [p](kb_context *, In in) { return kb_permute_dimensions(in[0], p.data(), (int)p.size()); };
+}
+
 }  // namespace
 
 void add_shape_cases(std::vector<OpCase> &v) {
     const Range sym{-2.0, 2.0};
 
     // ---- permute_dimensions / transpose: tile transpose, batched transpose, general path ----
-    v.push_back(half_case(mk(KB_OP_PERMUTE, "transpose_33x65", [](kb_context *, In in) { return kb_transpose(in[0]); },
-                             {{33, 65}}, {sym}, true, EXACT, EXACT)));
+    v.push_back(half_case(mk(KB_OP_PERMUTE, "transpose_33x65",
+                             [](kb_context *, In in) { return kb_transpose(in[0]); }, {{33, 65}}, {sym}, true,
+                             EXACT, EXACT)));
     v.push_back(half_case(mk(KB_OP_PERMUTE, "permute_021_3x40x70",
-                             [](kb_context *, In in) { int p[3] = {0, 2, 1}; return kb_permute_dimensions(in[0], p, 3); },
+                             permuted({0, 2, 1}),
                              {{3, 40, 70}}, {sym}, false, EXACT, EXACT)));
     v.push_back(half_case(mk(KB_OP_PERMUTE, "permute_210_5x6x7",
-                             [](kb_context *, In in) { int p[3] = {2, 1, 0}; return kb_permute_dimensions(in[0], p, 3); },
+                             permuted({2, 1, 0}),
                              {{5, 6, 7}}, {sym}, true, EXACT, EXACT)));
     v.push_back(half_case(mk(KB_OP_PERMUTE, "permute_1023_4x5x3x8",
-                             [](kb_context *, In in) { int p[4] = {1, 0, 2, 3}; return kb_permute_dimensions(in[0], p, 4); },
+                             permuted({1, 0, 2, 3}),
                              {{4, 5, 3, 8}}, {sym}, true, EXACT, EXACT)));
 
     // ---- views through reshape ----

@@ -14,6 +14,8 @@ const kb_dtype kAllTypes[] = {KB_FLOAT16, KB_FLOAT32, KB_FLOAT64, KB_BFLOAT16, K
 
 // ---- independent N-d references (C order) --------------------------------------------------------
 
+using Idx = std::vector<int64_t>;
+
 std::vector<int64_t> unravel(int64_t i, const Shape &s) {
     std::vector<int64_t> idx(s.size());
     for (size_t d = s.size(); d-- > 0;) {
@@ -75,7 +77,7 @@ TEST_F(Shape_, ConcatenateEveryDtypeAndAxis) {
         // axis -5 on rank 3 is -5 % 3 = 1 (Python modulo, as Keras)
         for (int axis : {1, -2, -5}) {
             Shape os = {2, 9, 4};
-            auto want = gather_ref(vals[0], shapes[0], os, [](std::vector<int64_t> i) { return i; });
+            std::vector<double> want((size_t)numel(os));
             for (int64_t i = 0; i < numel(os); ++i) {
                 auto idx = unravel(i, os);
                 size_t k = idx[1] < 3 ? 0 : idx[1] < 4 ? 1 : 2;
@@ -115,7 +117,7 @@ TEST_F(Shape_, SliceEveryDtype) {
         kb_tensor *t = cst(x, xs, dt);
         int64_t st[3] = {1, 0, 2}, sz[3] = {2, -1, 3};
         Shape os = {2, 5, 3};
-        auto want = gather_ref(x, xs, os, [](std::vector<int64_t> i) { return std::vector<int64_t>{i[0] + 1, i[1], i[2] + 2}; });
+        auto want = gather_ref(x, xs, os, [](Idx i) { return Idx{i[0] + 1, i[1], i[2] + 2}; });
         expect_value(kb_slice(t, st, sz, 3), os, want, dt, "slice");
         int64_t st0[3] = {4, 5, 6}, sz0[3] = {0, 0, -1};  // empty at the very end is valid
         expect_value(kb_slice(t, st0, sz0, 3), {0, 0, 0}, {}, dt, "empty slice");
@@ -128,7 +130,7 @@ TEST_F(Shape_, ReverseEveryDtype) {
         auto x = exact_values((size_t)numel(xs), dt, 5);
         kb_tensor *t = cst(x, xs, dt);
         int ax[2] = {0, -1};
-        auto want = gather_ref(x, xs, xs, [](std::vector<int64_t> i) { return std::vector<int64_t>{2 - i[0], i[1], 4 - i[2]}; });
+        auto want = gather_ref(x, xs, xs, [](Idx i) { return Idx{2 - i[0], i[1], 4 - i[2]}; });
         expect_value(kb_reverse(t, ax, 2), xs, want, dt, "reverse 0,-1");
         int all[3] = {0, 1, 2};
         auto want2 = std::vector<double>(x.rbegin(), x.rend());
@@ -143,22 +145,22 @@ TEST_F(Shape_, TileAndRepeatElementsEveryDtype) {
         auto x = exact_values(6, dt, 1);
         kb_tensor *t = cst(x, xs, dt);
         int64_t n2[2] = {2, 3};
-        expect_value(kb_tile(t, n2, 2), {4, 9}, gather_ref(x, xs, {4, 9}, [](std::vector<int64_t> i) {
-                         return std::vector<int64_t>{i[0] % 2, i[1] % 3};
+        expect_value(kb_tile(t, n2, 2), {4, 9}, gather_ref(x, xs, {4, 9}, [](Idx i) {
+                         return Idx{i[0] % 2, i[1] % 3};
                      }), dt, "tile 2,3");
         int64_t n1[1] = {2};  // left-padded to (1, 2)
-        expect_value(kb_tile(t, n1, 1), {2, 6}, gather_ref(x, xs, {2, 6}, [](std::vector<int64_t> i) {
-                         return std::vector<int64_t>{i[0], i[1] % 3};
+        expect_value(kb_tile(t, n1, 1), {2, 6}, gather_ref(x, xs, {2, 6}, [](Idx i) {
+                         return Idx{i[0], i[1] % 3};
                      }), dt, "tile (2,) left-padded");
         // np.repeat: each element `rep` times in a row
-        expect_value(kb_repeat_elements(t, 3, 1), {2, 9}, gather_ref(x, xs, {2, 9}, [](std::vector<int64_t> i) {
-                         return std::vector<int64_t>{i[0], i[1] / 3};
+        expect_value(kb_repeat_elements(t, 3, 1), {2, 9}, gather_ref(x, xs, {2, 9}, [](Idx i) {
+                         return Idx{i[0], i[1] / 3};
                      }), dt, "repeat_elements axis 1");
-        expect_value(kb_repeat_elements(t, 2, -2), {4, 3}, gather_ref(x, xs, {4, 3}, [](std::vector<int64_t> i) {
-                         return std::vector<int64_t>{i[0] / 2, i[1]};
+        expect_value(kb_repeat_elements(t, 2, -2), {4, 3}, gather_ref(x, xs, {4, 3}, [](Idx i) {
+                         return Idx{i[0] / 2, i[1]};
                      }), dt, "repeat_elements axis -2");
-        expect_value(kb_repeat(t, 4), {2, 4, 3}, gather_ref(x, xs, {2, 4, 3}, [](std::vector<int64_t> i) {
-                         return std::vector<int64_t>{i[0], i[2]};
+        expect_value(kb_repeat(t, 4), {2, 4, 3}, gather_ref(x, xs, {2, 4, 3}, [](Idx i) {
+                         return Idx{i[0], i[2]};
                      }), dt, "repeat 4");
         expect_value(kb_repeat_elements(t, 0, 0), {0, 3}, {}, dt, "repeat_elements rep 0");
     }
@@ -170,11 +172,11 @@ TEST_F(Shape_, PermuteEveryDtypeAcrossTiles) {
         auto x = exact_values((size_t)numel(xs), dt, 3);
         kb_tensor *t = cst(x, xs, dt);
         int p[3] = {0, 2, 1};
-        expect_value(kb_permute_dimensions(t, p, 3), {3, 70, 40}, gather_ref(x, xs, {3, 70, 40}, [](std::vector<int64_t> i) {
-                         return std::vector<int64_t>{i[0], i[2], i[1]};
+        expect_value(kb_permute_dimensions(t, p, 3), {3, 70, 40}, gather_ref(x, xs, {3, 70, 40}, [](Idx i) {
+                         return Idx{i[0], i[2], i[1]};
                      }), dt, "permute 0,2,1");
-        expect_value(kb_transpose(t), {70, 40, 3}, gather_ref(x, xs, {70, 40, 3}, [](std::vector<int64_t> i) {
-                         return std::vector<int64_t>{i[2], i[1], i[0]};
+        expect_value(kb_transpose(t), {70, 40, 3}, gather_ref(x, xs, {70, 40, 3}, [](Idx i) {
+                         return Idx{i[2], i[1], i[0]};
                      }), dt, "transpose");
     }
 }
@@ -350,7 +352,8 @@ TEST_F(Shape_, BadInput) {
     int64_t st[2] = {0, 0}, sz[2] = {1, 1}, big[2] = {2, 4}, far[2] = {1, 3};
 
     // slice: Keras' message for a spec of the wrong length, bounds, negative starts
-    EXPECT_NULL_WITH(kb_slice(x, st, sz, 1), KB_ERR_SHAPE, {"kb_slice", "The dimension and the size of indices should match."});
+    EXPECT_NULL_WITH(kb_slice(x, st, sz, 1), KB_ERR_SHAPE,
+                     {"kb_slice", "The dimension and the size of indices should match."});
     EXPECT_NULL_WITH(kb_slice(x, st, big, 2), KB_ERR_SHAPE, {"kb_slice", "axis 1"});
     EXPECT_NULL_WITH(kb_slice(x, far, sz, 2), KB_ERR_SHAPE, {"kb_slice", "axis 1", "start 3"});
     int64_t neg[2] = {-1, 0}, bad_sz[2] = {1, -2};

@@ -134,6 +134,7 @@ kb_status cm_launch(struct kb_cuda_device *dev, const void *in, void *out, const
         }
         m.bi /= w;
         m.bo /= w;
+        if (m.dims[last] == 1 && last > 0) m.rank--; /* one word per element: no innermost loop */
     }
     int64_t words = 1;
     for (int d = 0; d < m.rank; d++) words *= m.dims[d];

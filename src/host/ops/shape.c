@@ -226,7 +226,8 @@ static kb_status infer_reshape_like(const char *op, const kb_attrs *a, const kb_
     (void)a; (void)n_in;
     int64_t n0 = kb_desc_size(&in[0]), n1 = kb_desc_size(&in[1]);
     if (n0 >= 0 && n1 >= 0 && n0 != n1)
-        return kb_set_error(KB_ERR_SHAPE, "%s: %lld elements cannot take a shape of %lld", op, (long long)n0, (long long)n1);
+        return kb_set_error(KB_ERR_SHAPE, "%s: %lld elements cannot take a shape of %lld", op, (long long)n0,
+                            (long long)n1);
     *out = in[1];
     out->dtype = in[0].dtype;
     return KB_OK;
@@ -249,12 +250,16 @@ static kb_status slice_bounds(const char *op, const kb_attrs *a, const kb_desc *
     int r = x->rank;
     *out = *x;
     for (int d = 0; d < r; ++d) {
-        int64_t dim = x->shape[d], st = a->i64[d], sz = a->i64[r + d];
-        if (a->i64[2 * r + d]) st = dim >= 0 ? dim - st : KB_NONE;
-        if (sz < 0) sz = dim >= 0 && st >= 0 ? dim - st + (sz + 1) : KB_NONE;
-        if (dim >= 0 && st >= 0 && (st > dim || sz < 0 || sz > dim - st))
-            return kb_set_error(KB_ERR_SHAPE, "%s: axis %d: start %lld and size %lld do not fit in the dimension %lld", op,
-                                d, (long long)st, (long long)(a->i64[r + d] == -1 ? dim - st : sz), (long long)dim);
+        const int64_t dim = x->shape[d], req = a->i64[r + d];
+        if (dim < 0) { /* unknown until plan time: only an explicit size is known */
+            out->shape[d] = req >= 0 ? req : KB_NONE;
+            continue;
+        }
+        const int64_t st = a->i64[2 * r + d] ? dim - a->i64[d] : a->i64[d];
+        const int64_t sz = req >= 0 ? req : dim - st + (req + 1);
+        if (st < 0 || st > dim || sz < 0 || sz > dim - st)
+            return kb_set_error(KB_ERR_SHAPE, "%s: axis %d: start %lld and size %lld do not fit in the dimension %lld",
+                                op, d, (long long)st, (long long)sz, (long long)dim);
         out->shape[d] = sz;
     }
     return KB_OK;
@@ -346,8 +351,9 @@ static kb_status infer_concat(const char *op, const kb_attrs *a, const kb_desc *
         if (d == a->axis) {
             out->shape[d] = u >= 0 && v >= 0 ? u + v : KB_NONE;
         } else if (u >= 0 && v >= 0 && u != v) {
-            return kb_set_error(KB_ERR_SHAPE, "%s: shapes %s and %s differ on axis %d (only the axis %d may differ)", op,
-                                kb_shape_str(&in[0], s1, sizeof s1), kb_shape_str(&in[1], s2, sizeof s2), d, a->axis);
+            return kb_set_error(KB_ERR_SHAPE, "%s: shapes %s and %s differ on axis %d (only the axis %d may differ)",
+                                op, kb_shape_str(&in[0], s1, sizeof s1), kb_shape_str(&in[1], s2, sizeof s2), d,
+                                a->axis);
         } else {
             out->shape[d] = u >= 0 ? u : v;
         }
@@ -378,8 +384,8 @@ static kb_status grad_concat(kb_tensor *n, kb_tensor *dy, kb_tensor **dx) {
         dx[1] = slice_axis(dy, ax, n1, 1, -1);
     } else {
         return kb_set_error(KB_ERR_NOT_SUPPORTED,
-                            "kb_gradients: concatenate along axis %d where neither input's length is known at build time",
-                            ax);
+                            "kb_gradients: concatenate along axis %d where neither input's length is known at "
+                            "build time", ax);
     }
     return KB_OK;
 }
@@ -427,8 +433,8 @@ kb_tensor *kb_concatenate(kb_tensor *const *xs, int n, int axis) {
 kb_tensor *kb_stack(kb_tensor *const *xs, int n, int axis) {
     const char *fn = "kb_stack";
     if (n < 1 || !xs) {
-        kb_set_error(KB_ERR_INVALID_ARGUMENT, "%s: x is %s with n = %d (at least one tensor)", fn, xs ? "given" : "NULL",
-                     n);
+        kb_set_error(KB_ERR_INVALID_ARGUMENT, "%s: x is %s with n = %d (at least one tensor)", fn,
+                     xs ? "given" : "NULL", n);
         return NULL;
     }
     kb_tensor **ex = (kb_tensor **)malloc((size_t)n * sizeof *ex);
@@ -667,7 +673,8 @@ kb_tensor *kb_arange(kb_context *ctx, double start, double stop, double step, kb
     kb_dtype dt = kb_resolve_dtype(ctx, dtype);
     if (kb_require_numeric(fn, "dtype", dt) != KB_OK) return NULL;
     if (!isfinite(start) || !isfinite(stop) || !isfinite(step)) {
-        kb_set_error(KB_ERR_INVALID_ARGUMENT, "%s: start %g, stop %g and step %g must be finite", fn, start, stop, step);
+        kb_set_error(KB_ERR_INVALID_ARGUMENT, "%s: start %g, stop %g and step %g must be finite", fn, start, stop,
+                     step);
         return NULL;
     }
     if (step == 0) {
