@@ -2,11 +2,13 @@
 // clip_tensor maximum minimum, the comparisons, integer arithmetic and float16/bfloat16 of the
 // foundation ops, against independent loops written here (and hand numbers for the edge cases
 // the spec names: half-to-even ties, sign(0), NaN, None bounds, max < min).
+#include <algorithm>
 #include <cmath>
 #include <cstring>
 #include <limits>
 
 #include "kb_test_util.h"
+#include "op_cases.h"
 
 namespace {
 
@@ -449,6 +451,44 @@ TEST_F(Elementwise, LargeInputs) {
     EXPECT_TRUE(allclose(eval_v(kb_maximum(a, b)), mx, 0, 0));
     EXPECT_TRUE(allclose(eval_v(kb_greater(a, b)), gt, 0, 0));
     EXPECT_TRUE(allclose(eval_v(kb_add(kb_multiply(a, b), kb_exp(a))), fma_ref, default_tol(KB_FLOAT32)));
+}
+
+// ---- every op case of the family on the CPU, in each dtype it runs in --------------------------
+
+// The parity test compares CPU with CUDA; this one runs the same cases on the CPU alone in
+// float32 (and float16 / bfloat16 for `half` cases) against float64 on the same (pre-rounded)
+// inputs, so the integer, bool and widened half paths of every case run without a GPU too.
+TEST_F(Elementwise, FamilyCasesAgreeAcrossDtypes) {
+    const kb_op_id family[] = {KB_OP_ADD, KB_OP_SUBTRACT, KB_OP_MULTIPLY, KB_OP_DIVIDE, KB_OP_NEGATIVE,
+                               KB_OP_SQUARE, KB_OP_EXP, KB_OP_LOG, KB_OP_SQRT, KB_OP_SQRT_GRAD, KB_OP_CLIP,
+                               KB_OP_CLIP_GRAD, KB_OP_CAST, KB_OP_ABS, KB_OP_ROUND, KB_OP_SIGN, KB_OP_POW,
+                               KB_OP_SIN, KB_OP_COS, KB_OP_MAXIMUM, KB_OP_MINIMUM, KB_OP_EQUAL,
+                               KB_OP_NOT_EQUAL, KB_OP_GREATER, KB_OP_GREATER_EQUAL, KB_OP_LESS,
+                               KB_OP_LESS_EQUAL};
+    int ran = 0;
+    for (const OpCase &c : op_cases()) {
+        if (std::find(std::begin(family), std::end(family), c.op) == std::end(family)) continue;
+        std::vector<kb_dtype> dts = {KB_FLOAT32};
+        if (c.half) dts.insert(dts.end(), {KB_FLOAT16, KB_BFLOAT16});
+        for (kb_dtype dt : dts) {
+            auto in = case_inputs(c, gen);
+            for (auto &v : in) v = rounded(v, dt);
+            std::vector<kb_tensor *> lo, hi;
+            for (size_t i = 0; i < c.shapes.size(); ++i) {
+                lo.push_back(make_var(ctx, in[i], c.shapes[i], dt));
+                hi.push_back(make_var(ctx, in[i], c.shapes[i], KB_FLOAT64));
+            }
+            kb_tensor *ylo = c.build(ctx, lo), *yhi = c.build(ctx, hi);
+            ASSERT_NE(ylo, nullptr) << c.name << " " << kb_dtype_name(dt) << ": " << kb_last_error();
+            ASSERT_NE(yhi, nullptr) << c.name << ": " << kb_last_error();
+            HostValue a = eval(ylo), b = eval(yhi);
+            EXPECT_EQ(a.shape, b.shape) << c.name;
+            Tol t = dt == KB_FLOAT32 ? Tol{1e-4, 1e-5} : THALF;
+            EXPECT_TRUE(allclose(a.v, b.v, t)) << c.name << " " << kb_dtype_name(dt);
+            ++ran;
+        }
+    }
+    EXPECT_GT(ran, 300);
 }
 
 // ---- bad input -----------------------------------------------------------------------------------
