@@ -305,7 +305,9 @@ typedef struct kb_feed {
     const int64_t *indices;
 } kb_feed;
 
-/** Run the function with one feed per input, in order. */
+/** Run the function with one feed per input, in order. On CUDA, a call with feeds returns when
+ * the device is done with them; a call without feeds may return while kernels still run (reading
+ * an output or a value waits, and a device fault is reported there or by the next call). */
 KB_API kb_status kb_function_call(kb_function *fn, const kb_feed *feeds, int n_feeds);
 
 /** What a function is made of and did on its last call. */

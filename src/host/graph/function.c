@@ -731,7 +731,11 @@ static kb_status run(kb_function *fn, kb_plan *p, const kb_feed *feeds) {
             var->host_valid = 0;
         }
     }
-    kb_status s2 = api->sync(fn->dev);
+    /* Wait for the device only when the caller's feed buffers may still be read by a copy (a
+     * pinned buffer is read asynchronously). A call without feeds returns at once, like a
+     * PyTorch step: reading an output or a variable waits, and a kernel fault surfaces there or
+     * at the next call's wait. */
+    kb_status s2 = fn->n_in > 0 || fn->device == KB_DEVICE_CPU ? api->sync(fn->dev) : KB_OK;
     for (int u = 0; scratch && u < fn->n_upd; ++u)
         if (scratch[u]) api->free(fn->dev, scratch[u]);
     free(scratch);
