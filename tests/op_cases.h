@@ -1,10 +1,12 @@
 // THE table of op cases: every op of src/host/ops/ops.def has at least one entry (checked by
-// test_op_table). test_gradients runs the float64 finite-difference check on every case with
-// `grad`, test_parity runs every case on CPU and CUDA in float32 and float64.
+// test_op_table). The foundation ops' cases are in op_cases.cpp, each later family's in
+// op_cases_<family>.cpp. test_gradients runs the float64 finite-difference check on every case
+// with `grad`, test_parity runs every case on CPU and CUDA in float32 and float64 (and float16 /
+// bfloat16 for cases marked `half`).
 //
 // A case builds its output from its inputs (variables of the dtype under test, filled with
 // random values in [lo, hi] kept `margin` away from `kinks`). Internal ops (relu_grad,
-// sqrt_grad, max_grad, sum_like, broadcast_like, reshape_like, fill_like, log_softmax, clip) are
+// sqrt_grad, max_grad, sum_like, broadcast_like, reshape_like, fill_like, log_softmax) are
 // reached through the public API that makes them: kb_gradients of the op they differentiate,
 // categorical_crossentropy, ones_like.
 #ifndef KB_TEST_OP_CASES_H

@@ -366,6 +366,7 @@ KB_API kb_tensor *kb_add(kb_tensor *x, kb_tensor *y);
 KB_API kb_tensor *kb_subtract(kb_tensor *x, kb_tensor *y);
 KB_API kb_tensor *kb_multiply(kb_tensor *x, kb_tensor *y);
 /** Floats only: integer inputs are KB_ERR_DTYPE (Keras' truediv would return a float; kb_cast first). */
+/** Floats only: integer inputs are KB_ERR_DTYPE (Keras' truediv would return a float; kb_cast first). */
 KB_API kb_tensor *kb_divide(kb_tensor *x, kb_tensor *y);
 KB_API kb_tensor *kb_negative(kb_tensor *x);
 KB_API kb_tensor *kb_square(kb_tensor *x);

@@ -29,7 +29,7 @@ kb_status kb_norm_axis(const char *op, int axis, int rank, int *out);
 kb_tensor *kb_g_sum_like(kb_tensor *g, kb_tensor *ref);         /* g reduced to ref's shape */
 kb_tensor *kb_g_reshape_like(kb_tensor *g, kb_tensor *ref);
 kb_tensor *kb_g_sum_keep(kb_tensor *x, int axis);               /* sum over one axis, keepdims */
-/* Internal clip (K.clip arrives with the tensor-API issue). */
+/* The clip op without the public argument checks (categorical_crossentropy's epsilon clip). */
 kb_tensor *kb_clip_internal(kb_tensor *x, double lo, double hi);
 kb_tensor *kb_log_softmax_internal(kb_tensor *x, int axis);
 
