@@ -307,6 +307,23 @@ TEST_F(Shape_, GradientsOfTheCopies) {
     EXPECT_TRUE(allclose(grad_of(kb_concatenate(two, 2, 0)), std::vector<double>(6, 2.0), 0, 0));
 }
 
+// tile_grad in float16 / bfloat16 (widened around the CPU kernel): small integers sum exactly.
+TEST_F(Shape_, TileGradientHalfTypes) {
+    for (kb_dtype dt : {KB_FLOAT16, KB_BFLOAT16}) {
+        kb_tensor *x = make_var(ctx, {1, 2, 3, 4, 5, 6}, {2, 3}, dt);
+        std::vector<double> wv(36);
+        for (size_t i = 0; i < wv.size(); ++i) wv[i] = (double)(i % 5) - 2;
+        kb_tensor *w = make_const(ctx, wv, {4, 9}, dt);
+        int64_t n[2] = {2, 3};
+        kb_tensor *loss = kb_sum(kb_multiply(kb_tile(x, n, 2), w), nullptr, 0, 0);
+        kb_tensor *g = nullptr;
+        ASSERT_EQ(kb_gradients(loss, &x, 1, &g), KB_OK) << kb_last_error();
+        std::vector<double> want(6, 0.0);
+        for (int64_t i = 0; i < 36; ++i) want[(size_t)((i / 9 % 2) * 3 + i % 9 % 3)] += wv[(size_t)i];
+        expect_value(g, {2, 3}, want, dt, "tile_grad");
+    }
+}
+
 // concatenate's gradient takes its parts from the end when only the second input's length is known.
 TEST_F(Shape_, ConcatenateGradientWithUnknownLength) {
     int64_t ps[2] = {KB_NONE, 3};
