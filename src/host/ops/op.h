@@ -33,6 +33,8 @@ typedef struct kb_attrs {
     double value;                /* fill_like */
     kb_dtype dtype;              /* cast, fill_like */
     int mean_scale;              /* broadcast_like/sum_like: divide by the reduced element count */
+    int64_t i64[3 * KB_MAX_RANK];/* op-specific integer parameters (slice start/size, tile reps,
+                                    paddings, factors, ...): each entry documents its layout */
     char *message;               /* print_tensor (owned by the node) */
 } kb_attrs;
 
