@@ -443,7 +443,7 @@ KB_API kb_tensor *kb_reshape(kb_tensor *x, const int64_t *shape, int rank);
 KB_API kb_tensor *kb_batch_dot(kb_tensor *x, kb_tensor *y, const int *axes, int n_axes);
 /** Keras gather(reference, indices): rows of reference along axis 0; indices int32 or int64;
  * output indices.shape + reference.shape[1:]. An out-of-range index is KB_ERR_INVALID_ARGUMENT
- * when the function runs. */
+ * when the function runs on the CPU; on CUDA it gives a row of zeros (no device-to-host sync). */
 KB_API kb_tensor *kb_gather(kb_tensor *reference, kb_tensor *indices);
 
 /* sparse (COO) tensors */
