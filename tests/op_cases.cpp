@@ -255,6 +255,9 @@ std::vector<OpCase> build_cases() {
     add_linalg_cases(v);
     add_image_cases(v);
     add_sparse_cases(v);
+    add_nn_cases(v);
+    add_norm_cases(v);
+    add_conv_cases(v);
     return v;
 }
 

@@ -61,6 +61,9 @@ void add_shape_cases(std::vector<OpCase> &v);
 void add_linalg_cases(std::vector<OpCase> &v);
 void add_image_cases(std::vector<OpCase> &v);
 void add_sparse_cases(std::vector<OpCase> &v);
+void add_nn_cases(std::vector<OpCase> &v);
+void add_norm_cases(std::vector<OpCase> &v);
+void add_conv_cases(std::vector<OpCase> &v);
 
 const std::vector<OpCase> &op_cases();
 // Random inputs for case c (one vector per input).

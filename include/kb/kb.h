@@ -518,6 +518,12 @@ KB_API kb_tensor *kb_sigmoid(kb_tensor *x);
 KB_API kb_tensor *kb_softmax(kb_tensor *x, int axis);
 /** Keras categorical_crossentropy(target, output, from_logits, axis): per-sample losses. */
 KB_API kb_tensor *kb_categorical_crossentropy(kb_tensor *target, kb_tensor *output, int from_logits, int axis);
+/* -- activations, losses, bias_add (ops/nn.c) -- */
+
+/* -- normalization (ops/norm.c) -- */
+
+/* -- convolution and pooling (ops/conv.c) -- */
+
 
 #ifdef __cplusplus
 }

@@ -1,0 +1,2 @@
+/* CUDA kernels of the conv family. */
+#include "cuda/kernels/common.cuh"

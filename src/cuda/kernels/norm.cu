@@ -1,0 +1,2 @@
+/* CUDA kernels of the norm family. */
+#include "cuda/kernels/common.cuh"

@@ -1,0 +1,2 @@
+/* norm ops (issue 4): see ops/ops_norm.def. */
+#include "ops/ops_common.h"
