@@ -296,6 +296,10 @@ static kb_status cu_alloc(void *vd, size_t n, void **p) {
     return KB_OK;
 }
 
+static void cu_free(void *vd, void *p);
+extern "C" kb_status kb_cuda_scratch_alloc(struct kb_cuda_device *dev, size_t n, void **p) { return cu_alloc(dev, n, p); }
+extern "C" void kb_cuda_scratch_free(struct kb_cuda_device *dev, void *p) { cu_free(dev, p); }
+
 static void cu_free(void *vd, void *p) {
     struct kb_cuda_device *d = (struct kb_cuda_device *)vd;
     if (!p) return;
