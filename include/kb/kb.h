@@ -426,8 +426,9 @@ KB_API kb_tensor *kb_cumsum(kb_tensor *x, int axis);
 KB_API kb_tensor *kb_cumprod(kb_tensor *x, int axis);
 
 /* linear algebra and shape */
-/** Keras dot: matmul for ranks <= 2 (a 2-D sparse x times a 2-D y without densifying), else the Theano/np.dot rule (last axis of x with the
- * second-to-last of y; output x.shape[:-1] + y.shape[:-2] + y.shape[-1:]). */
+/** Keras dot: matmul for ranks <= 2 (a 2-D sparse x times a 2-D y without densifying), else the
+ * Theano/np.dot rule (last axis of x with the second-to-last of y; output
+ * x.shape[:-1] + y.shape[:-2] + y.shape[-1:]). */
 KB_API kb_tensor *kb_dot(kb_tensor *x, kb_tensor *y);
 /** Keras transpose: reverses all axes. */
 KB_API kb_tensor *kb_transpose(kb_tensor *x);
