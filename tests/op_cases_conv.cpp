@@ -1,8 +1,57 @@
-// Op cases of the conv family (see op_cases.h).
+// Op cases of the conv family (see op_cases.h): conv2d in both data formats with strides,
+// dilation, 'valid', symmetric and asymmetric 'same' (the odd pad at the bottom / right), conv1d
+// (valid / same / causal) through conv2d, and the backward-data / backward-filter ops through vjp.
 #include "op_cases.h"
 
 namespace kbt {
 
-void add_conv_cases(std::vector<OpCase> &v) { (void)v; }
+namespace {
+const Range sym{-1.0, 1.0};
+
+struct Conv {
+    const char *name;
+    int64_t s[2], d[2];
+    kb_padding pad;
+    int64_t h, w, kh, kw;  // image and kernel size
+};
+// x: (2, h, w, 3) / (2, 3, h, w); kernel (kh, kw, 3, 2).
+const Conv kConvs[] = {
+    {"valid_s1", {1, 1}, {1, 1}, KB_PADDING_VALID, 5, 5, 3, 3},
+    {"valid_s2", {2, 2}, {1, 1}, KB_PADDING_VALID, 5, 5, 3, 3},
+    {"same_s1", {1, 1}, {1, 1}, KB_PADDING_SAME, 5, 5, 3, 3},
+    {"same_s2_sym", {2, 2}, {1, 1}, KB_PADDING_SAME, 5, 5, 3, 3},      // pad 1 / 1
+    {"same_s2_asym", {2, 2}, {1, 1}, KB_PADDING_SAME, 6, 6, 3, 3},     // pad 0 / 1
+    {"same_s12_k2x3", {1, 2}, {1, 1}, KB_PADDING_SAME, 4, 5, 2, 3},    // even kernel: pad 0 / 1 rows
+    {"valid_d2", {1, 1}, {2, 2}, KB_PADDING_VALID, 6, 5, 3, 2},
+    {"same_d2", {1, 1}, {2, 1}, KB_PADDING_SAME, 5, 5, 3, 3},
+};
+
+Shape x_shape(const Conv &c, int cf) { return cf ? Shape{2, 3, c.h, c.w} : Shape{2, c.h, c.w, 3}; }
+Shape k_shape(const Conv &c) { return {c.kh, c.kw, 3, 2}; }
+int64_t out_dim(int64_t in, int64_t k, int64_t s, int64_t d, kb_padding p) {
+    return p == KB_PADDING_SAME ? (in + s - 1) / s : (in - (k - 1) * d - 1) / s + 1;
+}
+Shape y_shape(const Conv &c, int cf) {
+    int64_t oh = out_dim(c.h, c.kh, c.s[0], c.d[0], c.pad), ow = out_dim(c.w, c.kw, c.s[1], c.d[1], c.pad);
+    return cf ? Shape{2, 2, oh, ow} : Shape{2, oh, ow, 2};
+}
+kb_data_format_arg fmt(int cf) { return cf ? KB_DATA_FORMAT_CHANNELS_FIRST : KB_DATA_FORMAT_CHANNELS_LAST; }
+}  // namespace
+
+void add_conv_cases(std::vector<OpCase> &v) {
+    for (const Conv &c : kConvs)
+        for (int cf = 0; cf < 2; ++cf) {
+            std::string tag = std::string(c.name) + (cf ? "_cf" : "_cl");
+            Builder conv = [c, cf](kb_context *, In in) { return kb_conv2d(in[0], in[1], c.s, c.pad, fmt(cf), c.d); };
+            v.push_back(mk(KB_OP_CONV2D, "conv2d_" + tag, conv, {x_shape(c, cf), k_shape(c)}, {sym}, true, T32R, T64R));
+            v.back().half = true;
+            v.push_back(mk(KB_OP_CONV2D_BACKPROP_INPUT, "conv2d_backprop_input_" + tag,
+                           [conv](kb_context *ctx, In in) { return vjp(conv(ctx, in), in[2], in[0]); },
+                           {x_shape(c, cf), k_shape(c), y_shape(c, cf)}, {sym}, true, T32R, T64R));
+            v.push_back(mk(KB_OP_CONV2D_BACKPROP_FILTER, "conv2d_backprop_filter_" + tag,
+                           [conv](kb_context *ctx, In in) { return vjp(conv(ctx, in), in[2], in[1]); },
+                           {x_shape(c, cf), k_shape(c), y_shape(c, cf)}, {sym}, true, T32R, T64R));
+        }
+}
 
 }  // namespace kbt

@@ -1,2 +1,233 @@
-// Reference values and bad input of the conv family.
+// Reference values and bad input of the conv family: conv2d / conv1d against a direct
+// (non-im2col) cross-correlation loop with TF's 'same' arithmetic (odd pad at the bottom /
+// right), both data formats, strides, dilation; the backward ops against the loop's adjoint;
+// Keras' error messages (spec 2.5).
+#include <cmath>
+
 #include "kb_test_util.h"
+
+namespace {
+
+using namespace kbt;
+
+class Conv : public KbTest {};
+
+const kb_dtype kFloats[] = {KB_FLOAT32, KB_FLOAT64};
+
+struct Geo {
+    int64_t N, C, H, W, KH, KW, O, sh, sw, dh, dw;
+    bool same, cf;
+    int64_t OH, OW, pt, pl;
+};
+
+Geo geo(const Shape &xs, const Shape &ks, const int64_t s[2], const int64_t d[2], bool same, bool cf) {
+    Geo g{};
+    g.N = xs[0];
+    g.C = cf ? xs[1] : xs[3];
+    g.H = cf ? xs[2] : xs[1];
+    g.W = cf ? xs[3] : xs[2];
+    g.KH = ks[0], g.KW = ks[1], g.O = ks[3];
+    g.sh = s[0], g.sw = s[1], g.dh = d[0], g.dw = d[1];
+    g.same = same, g.cf = cf;
+    auto axis = [&](int64_t in, int64_t k, int64_t st, int64_t dl, int64_t *out, int64_t *pad) {
+        int64_t ke = (k - 1) * dl + 1;
+        *out = same ? (in + st - 1) / st : (in - ke) / st + 1;
+        *pad = same ? std::max<int64_t>((*out - 1) * st + ke - in, 0) / 2 : 0;
+    };
+    axis(g.H, g.KH, g.sh, g.dh, &g.OH, &g.pt);
+    axis(g.W, g.KW, g.sw, g.dw, &g.OW, &g.pl);
+    return g;
+}
+int64_t xi(const Geo &g, int64_t n, int64_t c, int64_t h, int64_t w) {
+    return g.cf ? ((n * g.C + c) * g.H + h) * g.W + w : ((n * g.H + h) * g.W + w) * g.C + c;
+}
+int64_t yi(const Geo &g, int64_t n, int64_t o, int64_t h, int64_t w) {
+    return g.cf ? ((n * g.O + o) * g.OH + h) * g.OW + w : ((n * g.OH + h) * g.OW + w) * g.O + o;
+}
+int64_t ki(const Geo &g, int64_t kh, int64_t kw, int64_t c, int64_t o) { return ((kh * g.KW + kw) * g.C + c) * g.O + o; }
+
+// Visit every (output, input, kernel) triple of the cross-correlation that reads inside x.
+template <typename F>
+void each_tap(const Geo &g, F f) {
+    for (int64_t n = 0; n < g.N; ++n)
+        for (int64_t oh = 0; oh < g.OH; ++oh)
+            for (int64_t ow = 0; ow < g.OW; ++ow)
+                for (int64_t kh = 0; kh < g.KH; ++kh)
+                    for (int64_t kw = 0; kw < g.KW; ++kw) {
+                        int64_t ih = oh * g.sh - g.pt + kh * g.dh, iw = ow * g.sw - g.pl + kw * g.dw;
+                        if (ih < 0 || ih >= g.H || iw < 0 || iw >= g.W) continue;
+                        for (int64_t c = 0; c < g.C; ++c)
+                            for (int64_t o = 0; o < g.O; ++o) f(yi(g, n, o, oh, ow), xi(g, n, c, ih, iw), ki(g, kh, kw, c, o));
+                    }
+}
+
+struct Case {
+    Shape x, k;
+    int64_t s[2], d[2];
+    bool same, cf;
+};
+
+const Case kCases[] = {
+    {{2, 5, 5, 3}, {3, 3, 3, 2}, {1, 1}, {1, 1}, false, false},
+    {{2, 3, 5, 5}, {3, 3, 3, 2}, {1, 1}, {1, 1}, false, true},
+    {{2, 6, 7, 3}, {3, 3, 3, 4}, {2, 2}, {1, 1}, true, false},  // pad 0/1 rows, 1/1 cols
+    {{2, 3, 6, 7}, {3, 3, 3, 4}, {2, 2}, {1, 1}, true, true},
+    {{1, 4, 6, 2}, {2, 4, 2, 3}, {1, 3}, {1, 1}, true, false},  // even kernels: extra pad at the end
+    {{1, 2, 4, 6}, {2, 4, 2, 3}, {1, 3}, {1, 1}, true, true},
+    {{2, 7, 6, 3}, {3, 2, 3, 2}, {1, 1}, {2, 3}, true, false},  // dilation
+    {{2, 3, 7, 6}, {3, 2, 3, 2}, {1, 1}, {2, 3}, false, true},
+    {{3, 9, 8, 1}, {4, 3, 1, 5}, {3, 2}, {1, 1}, false, false},
+};
+
+TEST_F(Conv, Conv2dMatchesDirectLoop) {
+    for (const Case &c : kCases)
+        for (kb_dtype dt : kFloats) {
+            Geo g = geo(c.x, c.k, c.s, c.d, c.same, c.cf);
+            auto xv = random_values(gen, (size_t)numel(c.x), -1, 1), kv = random_values(gen, (size_t)numel(c.k), -1, 1);
+            std::vector<double> ref((size_t)(g.N * g.O * g.OH * g.OW), 0.0);
+            each_tap(g, [&](int64_t y, int64_t x, int64_t k) { ref[(size_t)y] += xv[(size_t)x] * kv[(size_t)k]; });
+            kb_tensor *y = kb_conv2d(make_var(ctx, xv, c.x, dt), make_var(ctx, kv, c.k, dt), c.s,
+                                     c.same ? KB_PADDING_SAME : KB_PADDING_VALID,
+                                     c.cf ? KB_DATA_FORMAT_CHANNELS_FIRST : KB_DATA_FORMAT_CHANNELS_LAST, c.d);
+            ASSERT_NE(y, nullptr) << kb_last_error();
+            HostValue hv = eval(y);
+            EXPECT_EQ(hv.shape, (c.cf ? Shape{g.N, g.O, g.OH, g.OW} : Shape{g.N, g.OH, g.OW, g.O}));
+            EXPECT_TRUE(allclose(hv.v, ref, dt == KB_FLOAT32 ? Tol{1e-5, 1e-5} : Tol{1e-12, 1e-12}))
+                << shape_str(c.x) << " same=" << c.same << " cf=" << c.cf;
+        }
+}
+
+// dx = sum over taps of dy * k, dk = sum over taps of dy * x: the loop's adjoint.
+TEST_F(Conv, BackwardOpsMatchDirectLoopAdjoint) {
+    for (const Case &c : kCases) {
+        Geo g = geo(c.x, c.k, c.s, c.d, c.same, c.cf);
+        Shape ys = c.cf ? Shape{g.N, g.O, g.OH, g.OW} : Shape{g.N, g.OH, g.OW, g.O};
+        auto xv = random_values(gen, (size_t)numel(c.x), -1, 1), kv = random_values(gen, (size_t)numel(c.k), -1, 1);
+        auto wv = random_values(gen, (size_t)numel(ys), -1, 1);
+        std::vector<double> dx(xv.size(), 0.0), dk(kv.size(), 0.0);
+        each_tap(g, [&](int64_t y, int64_t x, int64_t k) {
+            dx[(size_t)x] += wv[(size_t)y] * kv[(size_t)k];
+            dk[(size_t)k] += wv[(size_t)y] * xv[(size_t)x];
+        });
+        kb_tensor *x = make_var(ctx, xv, c.x, KB_FLOAT64), *k = make_var(ctx, kv, c.k, KB_FLOAT64);
+        kb_tensor *y = kb_conv2d(x, k, c.s, c.same ? KB_PADDING_SAME : KB_PADDING_VALID,
+                                 c.cf ? KB_DATA_FORMAT_CHANNELS_FIRST : KB_DATA_FORMAT_CHANNELS_LAST, c.d);
+        ASSERT_NE(y, nullptr) << kb_last_error();
+        kb_tensor *loss = kb_sum(kb_multiply(y, make_const(ctx, wv, ys, KB_FLOAT64)), nullptr, 0, 0);
+        kb_tensor *vars[2] = {x, k}, *grads[2] = {nullptr, nullptr};
+        ASSERT_TRUE(ok(kb_gradients(loss, vars, 2, grads)));
+        EXPECT_TRUE(allclose(eval_v(grads[0]), dx, 1e-12, 1e-12)) << shape_str(c.x);
+        EXPECT_TRUE(allclose(eval_v(grads[1]), dk, 1e-12, 1e-12)) << shape_str(c.x);
+    }
+}
+
+// Images big enough that the CPU kernel splits the batch into chunks of im2col columns (2^24
+// elements: 3 images of 128 x 128 x 32 with a 3 x 3 kernel per chunk): forward, and the filter
+// gradient that sums over chunks.
+TEST_F(Conv, BatchSplitIntoChunks) {
+    for (bool cf : {false, true}) {
+        Shape xs = cf ? Shape{5, 32, 128, 128} : Shape{5, 128, 128, 32}, ks{3, 3, 32, 2};
+        const int64_t s1[2] = {1, 1};
+        Geo g = geo(xs, ks, s1, s1, true, cf);
+        Shape ys = cf ? Shape{g.N, g.O, g.OH, g.OW} : Shape{g.N, g.OH, g.OW, g.O};
+        auto xv = random_values(gen, (size_t)numel(xs), -1, 1), kv = random_values(gen, (size_t)numel(ks), -1, 1);
+        auto wv = random_values(gen, (size_t)numel(ys), -1, 1);
+        std::vector<double> ref((size_t)numel(ys), 0.0), dk(kv.size(), 0.0);
+        each_tap(g, [&](int64_t y, int64_t x, int64_t k) {
+            ref[(size_t)y] += xv[(size_t)x] * kv[(size_t)k];
+            dk[(size_t)k] += wv[(size_t)y] * xv[(size_t)x];
+        });
+        kb_tensor *x = make_var(ctx, xv, xs, KB_FLOAT64), *k = make_var(ctx, kv, ks, KB_FLOAT64);
+        kb_tensor *y = kb_conv2d(x, k, nullptr, KB_PADDING_SAME,
+                                 cf ? KB_DATA_FORMAT_CHANNELS_FIRST : KB_DATA_FORMAT_CHANNELS_LAST, nullptr);
+        ASSERT_NE(y, nullptr) << kb_last_error();
+        EXPECT_TRUE(allclose(eval_v(y), ref, 1e-12, 1e-12)) << "cf=" << cf;
+        kb_tensor *loss = kb_sum(kb_multiply(y, make_const(ctx, wv, ys, KB_FLOAT64)), nullptr, 0, 0);
+        kb_tensor *g_k = nullptr;
+        ASSERT_TRUE(ok(kb_gradients(loss, &k, 1, &g_k)));
+        EXPECT_TRUE(allclose(eval_v(g_k), dk, 1e-11, 1e-11)) << "cf=" << cf;
+    }
+}
+
+// Spatial dims unknown at graph build: the 'same' pads are computed from the fed shape.
+TEST_F(Conv, SamePaddingFromRuntimeShape) {
+    int64_t ps[4] = {KB_NONE, KB_NONE, KB_NONE, 3};
+    kb_tensor *x = kb_placeholder(ctx, ps, 4, KB_FLOAT64, "x");
+    ASSERT_NE(x, nullptr) << kb_last_error();
+    Shape ks{3, 3, 3, 2}, xs{2, 6, 5, 3};
+    int64_t s[2] = {2, 2};
+    auto kv = random_values(gen, (size_t)numel(ks), -1, 1), xv = random_values(gen, (size_t)numel(xs), -1, 1);
+    kb_tensor *y = kb_conv2d(x, make_var(ctx, kv, ks, KB_FLOAT64), s, KB_PADDING_SAME, KB_DATA_FORMAT_CHANNELS_LAST,
+                             nullptr);
+    ASSERT_NE(y, nullptr) << kb_last_error();
+    int64_t d1[2] = {1, 1};
+    Geo g = geo(xs, ks, s, d1, true, false);
+    std::vector<double> ref((size_t)(g.N * g.O * g.OH * g.OW), 0.0);
+    each_tap(g, [&](int64_t yy, int64_t xx, int64_t k) { ref[(size_t)yy] += xv[(size_t)xx] * kv[(size_t)k]; });
+    auto bytes = to_bytes(xv, KB_FLOAT64);
+    RunResult r = run_function(ctx, {y}, KB_DEVICE_CPU, {x}, {feed_of(bytes, KB_FLOAT64, xs)});
+    ASSERT_TRUE(ok(r.status)) << r.error;
+    EXPECT_EQ(r.outs[0].shape, (Shape{2, 3, 3, 2}));
+    EXPECT_TRUE(allclose(r.outs[0].v, ref, 1e-12, 1e-12));
+}
+
+// The context's image_data_format is the default.
+TEST_F(Conv, DefaultDataFormatIsTheContexts) {
+    ASSERT_TRUE(ok(kb_set_image_data_format(ctx, KB_CHANNELS_FIRST)));
+    Shape xs{1, 2, 4, 4}, ks{3, 3, 2, 1};
+    auto xv = random_values(gen, (size_t)numel(xs), -1, 1), kv = random_values(gen, (size_t)numel(ks), -1, 1);
+    kb_tensor *x = make_var(ctx, xv, xs, KB_FLOAT64), *k = make_var(ctx, kv, ks, KB_FLOAT64);
+    kb_tensor *a = kb_conv2d(x, k, nullptr, KB_PADDING_VALID, KB_DATA_FORMAT_DEFAULT, nullptr);
+    kb_tensor *b = kb_conv2d(x, k, nullptr, KB_PADDING_VALID, KB_DATA_FORMAT_CHANNELS_FIRST, nullptr);
+    ASSERT_TRUE(a && b) << kb_last_error();
+    EXPECT_EQ(static_shape(a), (Shape{1, 1, 2, 2}));
+    EXPECT_TRUE(allclose(eval_v(a), eval_v(b), 0, 0));
+}
+
+TEST_F(Conv, Conv2dBadInput) {
+    kb_tensor *x = make_var(ctx, std::vector<double>(2 * 5 * 5 * 3, 1.0), {2, 5, 5, 3});
+    kb_tensor *k = make_var(ctx, std::vector<double>(3 * 3 * 3 * 2, 1.0), {3, 3, 3, 2});
+    const int64_t s2[2] = {2, 2}, d2[2] = {2, 2}, zero[2] = {0, 1};
+    EXPECT_EQ(kb_conv2d(x, k, nullptr, (kb_padding)7, KB_DATA_FORMAT_CHANNELS_LAST, nullptr), nullptr);
+    EXPECT_TRUE(has_error(KB_ERR_INVALID_ARGUMENT, {"kb_conv2d", "Invalid padding: 7"}));
+    kb_clear_error();
+    EXPECT_EQ(kb_conv2d(x, k, nullptr, KB_PADDING_CAUSAL, KB_DATA_FORMAT_CHANNELS_LAST, nullptr), nullptr);
+    EXPECT_TRUE(has_error(KB_ERR_INVALID_ARGUMENT, {"kb_conv2d", "Invalid padding: 2"}));
+    kb_clear_error();
+    EXPECT_EQ(kb_conv2d(x, k, nullptr, KB_PADDING_VALID, (kb_data_format_arg)5, nullptr), nullptr);
+    EXPECT_TRUE(has_error(KB_ERR_INVALID_ARGUMENT, {"kb_conv2d", "Unknown data_format: 5"}));
+    kb_clear_error();
+    EXPECT_EQ(kb_conv2d(x, k, s2, KB_PADDING_VALID, KB_DATA_FORMAT_CHANNELS_LAST, d2), nullptr);
+    EXPECT_TRUE(has_error(KB_ERR_INVALID_ARGUMENT, {"kb_conv2d", "dilation_rate > 1"}));
+    kb_clear_error();
+    EXPECT_EQ(kb_conv2d(x, k, zero, KB_PADDING_VALID, KB_DATA_FORMAT_CHANNELS_LAST, nullptr), nullptr);
+    EXPECT_TRUE(has_error(KB_ERR_INVALID_ARGUMENT, {"kb_conv2d", "strides[0] = 0"}));
+    kb_clear_error();
+    // channels_first reads 5 input channels where the kernel has 3.
+    EXPECT_EQ(kb_conv2d(x, k, nullptr, KB_PADDING_VALID, KB_DATA_FORMAT_CHANNELS_FIRST, nullptr), nullptr);
+    EXPECT_TRUE(has_error(KB_ERR_SHAPE, {"kb_conv2d", "input channels"}));
+    kb_clear_error();
+    kb_tensor *big = make_var(ctx, std::vector<double>(6 * 6 * 3 * 2, 1.0), {6, 6, 3, 2});
+    EXPECT_EQ(kb_conv2d(x, big, nullptr, KB_PADDING_VALID, KB_DATA_FORMAT_CHANNELS_LAST, nullptr), nullptr);
+    EXPECT_TRUE(has_error(KB_ERR_SHAPE, {"kb_conv2d", "Negative dimension size"}));
+    kb_clear_error();
+    kb_tensor *k3 = make_var(ctx, std::vector<double>(3 * 3 * 3, 1.0), {3, 3, 3});
+    EXPECT_EQ(kb_conv2d(x, k3, nullptr, KB_PADDING_VALID, KB_DATA_FORMAT_CHANNELS_LAST, nullptr), nullptr);
+    EXPECT_TRUE(has_error(KB_ERR_SHAPE, {"kb_conv2d", "kernel must be 4-D"}));
+    kb_clear_error();
+    kb_tensor *k64 = make_var(ctx, std::vector<double>(3 * 3 * 3 * 2, 1.0), {3, 3, 3, 2}, KB_FLOAT64);
+    EXPECT_EQ(kb_conv2d(x, k64, nullptr, KB_PADDING_VALID, KB_DATA_FORMAT_CHANNELS_LAST, nullptr), nullptr);
+    EXPECT_TRUE(has_error(KB_ERR_DTYPE, {"kb_conv2d", "kernel dtype float64"}));
+    kb_clear_error();
+    kb_tensor *xi32 = make_var(ctx, std::vector<double>(2 * 5 * 5 * 3, 1.0), {2, 5, 5, 3}, KB_INT32);
+    EXPECT_EQ(kb_conv2d(xi32, k, nullptr, KB_PADDING_VALID, KB_DATA_FORMAT_CHANNELS_LAST, nullptr), nullptr);
+    EXPECT_TRUE(has_error(KB_ERR_DTYPE, {"kb_conv2d"}));
+    kb_clear_error();
+    EXPECT_EQ(kb_conv2d(nullptr, k, nullptr, KB_PADDING_VALID, KB_DATA_FORMAT_CHANNELS_LAST, nullptr), nullptr);
+    EXPECT_TRUE(has_error(KB_ERR_INVALID_ARGUMENT, {"kb_conv2d", "x"}));
+    kb_clear_error();
+    // The session stays usable.
+    EXPECT_NE(kb_conv2d(x, k, nullptr, KB_PADDING_SAME, KB_DATA_FORMAT_CHANNELS_LAST, nullptr), nullptr);
+}
+
+}  // namespace

@@ -524,6 +524,25 @@ KB_API kb_tensor *kb_categorical_crossentropy(kb_tensor *target, kb_tensor *outp
 /* -- normalization (ops/norm.c) -- */
 
 /* -- convolution and pooling (ops/conv.c) -- */
+/** Keras padding argument: 'valid', 'same' (TF arithmetic: the odd extra pad goes at the end),
+ * 'causal' (conv1d only). Any other value: KB_ERR_INVALID_ARGUMENT "Invalid padding: <n>". */
+typedef enum kb_padding { KB_PADDING_VALID = 0, KB_PADDING_SAME = 1, KB_PADDING_CAUSAL = 2 } kb_padding;
+/** Keras pool_mode argument of pool2d: 'max' or 'avg'. */
+typedef enum kb_pool_mode { KB_POOL_MAX = 0, KB_POOL_AVG = 1 } kb_pool_mode;
+/** Keras conv2d (cross-correlation): x 4-D in data_format, kernel (kh, kw, in, out) whatever the
+ * data_format; strides / dilation_rate {h, w}, NULL = {1, 1}. As tf.nn.convolution, strides > 1
+ * together with dilation_rate > 1 is refused. float16/bfloat16/float32/float64. */
+KB_API kb_tensor *kb_conv2d(kb_tensor *x, kb_tensor *kernel, const int64_t strides[2], kb_padding padding,
+                            kb_data_format_arg data_format, const int64_t dilation_rate[2]);
+/** Keras conv1d: x 3-D, kernel (k, in, out); conv2d on an inserted size-1 axis. 'causal' left-pads
+ * dilation_rate * (k - 1) zeros then runs 'valid'; it needs channels_last (Keras' message). */
+KB_API kb_tensor *kb_conv1d(kb_tensor *x, kb_tensor *kernel, int64_t strides, kb_padding padding,
+                            kb_data_format_arg data_format, int64_t dilation_rate);
+/** Keras pool2d: pool_size {h, w} (required), strides {h, w} (NULL = {1, 1}). 'same' max ignores the
+ * padded cells, 'same' avg divides by the number of unpadded cells; the max gradient goes to the
+ * first maximum of each window (row-major scan), as TF's CPU kernel. */
+KB_API kb_tensor *kb_pool2d(kb_tensor *x, const int64_t pool_size[2], const int64_t strides[2], kb_padding padding,
+                            kb_data_format_arg data_format, kb_pool_mode pool_mode);
 
 
 #ifdef __cplusplus

@@ -1,2 +1,253 @@
-/* conv ops (issue 4): see ops/ops_conv.def. */
+/*
+ * Convolution and pooling: conv2d (+ its backward-data / backward-filter ops), conv1d (conv2d on
+ * an inserted size-1 axis), pool2d (+ pool2d_grad).
+ *
+ * Attributes of conv2d, conv2d_backprop_input, conv2d_backprop_filter (kb_attrs.i64):
+ *   [0], [1] strides (h, w); [2], [3] dilation (h, w); [4] 1 = 'same' (0 = 'valid');
+ *   [5] 1 = channels_first (NCHW x and y), 0 = channels_last (NHWC). The kernel is (kh, kw, in, out)
+ *   in both formats.
+ * Attributes of pool2d, pool2d_grad (kb_attrs.i64):
+ *   [0], [1] pool size (h, w); [2], [3] strides (h, w); [4] 1 = 'same'; [5] 1 = channels_first;
+ *   [6] 0 = max, 1 = avg.
+ *
+ * 'same' padding follows TF: out = ceil(in / s), pad_total = max((out - 1) s + k_eff - in, 0),
+ * pad_before = pad_total / 2, the odd extra at the end (bottom / right). The pads are computed
+ * from the concrete shapes at plan time (infer) and by the kernels (cpu/cpu_conv.c,
+ * kernels/conv.cu, which repeat the formula), so spatial dims may be unknown when the graph is
+ * built. cuDNN takes symmetric pads only: the CUDA launchers pad the input by the odd extra row /
+ * column in a scratch buffer (kernels/conv.cu).
+ *
+ * Ops and inputs:
+ *   conv2d(x, kernel) -> y
+ *   conv2d_backprop_input(x, kernel, dy) -> dx      (x gives the shape only)
+ *   conv2d_backprop_filter(x, kernel, dy) -> dkernel (kernel gives the shape only)
+ *   pool2d(x) -> y;  pool2d_grad(x, y, dy) -> dx   (max: dy goes to the first maximum of each
+ *     window in row-major order; avg: dy / (unpadded cells) to each unpadded cell)
+ */
+#include <stdio.h>
+
+#include "cpu/cpu_kernels.h"
 #include "ops/ops_common.h"
+
+/* Output size of one spatial axis, or KB_NONE when the input size is unknown; -2 when 'valid'
+ * leaves no room for the (dilated) window. */
+static int64_t out_dim(int64_t in, int64_t k_eff, int64_t s, int same) {
+    if (in < 0) return KB_NONE;
+    if (same) return (in + s - 1) / s;
+    if (in < k_eff) return -2;
+    return (in - k_eff) / s + 1;
+}
+
+static kb_status negative_dim(const char *op, int64_t in, int64_t k_eff) {
+    return kb_set_error(KB_ERR_SHAPE, "%s: Negative dimension size caused by subtracting %lld from %lld", op,
+                        (long long)k_eff, (long long)in);
+}
+
+/* ---- conv2d --------------------------------------------------------------------------------- */
+
+/* x and kernel: rank 4, one float dtype, matching input channels; *y = the conv2d output. */
+static kb_status conv_shapes(const char *op, const kb_attrs *a, const kb_desc *x, const kb_desc *k, kb_desc *y) {
+    KB_TRY(kb_require_float_any(op, "x", x->dtype));
+    char s1[160], s2[160];
+    if (x->rank != 4 || k->rank != 4)
+        return kb_set_error(KB_ERR_SHAPE, "%s: x and kernel must be 4-D, got %s and %s", op,
+                            kb_shape_str(x, s1, sizeof s1), kb_shape_str(k, s2, sizeof s2));
+    if (k->dtype != x->dtype)
+        return kb_set_error(KB_ERR_DTYPE, "%s: kernel dtype %s differs from x dtype %s", op, kb_dtype_name(k->dtype),
+                            kb_dtype_name(x->dtype));
+    int cf = a->i64[5] != 0, c_ax = cf ? 1 : 3, h_ax = cf ? 2 : 1;
+    if (x->shape[c_ax] >= 0 && k->shape[2] >= 0 && x->shape[c_ax] != k->shape[2])
+        return kb_set_error(KB_ERR_SHAPE, "%s: x %s has %lld input channels, kernel %s expects %lld", op,
+                            kb_shape_str(x, s1, sizeof s1), (long long)x->shape[c_ax], kb_shape_str(k, s2, sizeof s2),
+                            (long long)k->shape[2]);
+    kb_desc o = *x;
+    o.shape[c_ax] = k->shape[3];
+    for (int i = 0; i < 2; ++i) {
+        int64_t in = x->shape[h_ax + i], kk = k->shape[i];
+        if (kk == 0) return kb_set_error(KB_ERR_SHAPE, "%s: kernel %s has an empty window", op, kb_shape_str(k, s2, sizeof s2));
+        if (kk < 0) {
+            o.shape[h_ax + i] = in >= 0 && a->i64[4] ? out_dim(in, 1, a->i64[i], 1) : KB_NONE;
+            continue;
+        }
+        int64_t k_eff = (kk - 1) * a->i64[2 + i] + 1;
+        o.shape[h_ax + i] = out_dim(in, k_eff, a->i64[i], (int)a->i64[4]);
+        if (o.shape[h_ax + i] == -2) return negative_dim(op, in, k_eff);
+    }
+    KB_TRY(kb_check_size(op, &o));
+    *y = o;
+    return KB_OK;
+}
+
+static kb_status infer_conv2d(const char *op, const kb_attrs *a, const kb_desc *in, int n_in, kb_desc *out) {
+    (void)n_in;
+    return conv_shapes(op, a, &in[0], &in[1], out);
+}
+
+/* The backward ops: dy must have conv2d(x, kernel)'s shape; the result is input `which`'s desc. */
+static kb_status infer_conv_backprop(const char *op, const kb_attrs *a, const kb_desc *in, kb_desc *out, int which) {
+    kb_desc y;
+    KB_TRY(conv_shapes(op, a, &in[0], &in[1], &y));
+    if (in[2].dtype != in[0].dtype || in[2].rank != 4)
+        return kb_set_error(KB_ERR_SHAPE, "%s: dy must be a 4-D %s tensor", op, kb_dtype_name(in[0].dtype));
+    for (int d = 0; d < 4; ++d)
+        if (in[2].shape[d] >= 0 && y.shape[d] >= 0 && in[2].shape[d] != y.shape[d]) {
+            char s1[160], s2[160];
+            return kb_set_error(KB_ERR_SHAPE, "%s: dy %s does not match the convolution output %s", op,
+                                kb_shape_str(&in[2], s1, sizeof s1), kb_shape_str(&y, s2, sizeof s2));
+        }
+    *out = in[which];
+    return KB_OK;
+}
+static kb_status infer_backprop_input(const char *op, const kb_attrs *a, const kb_desc *in, int n_in, kb_desc *out) {
+    (void)n_in;
+    return infer_conv_backprop(op, a, in, out, 0);
+}
+static kb_status infer_backprop_filter(const char *op, const kb_attrs *a, const kb_desc *in, int n_in, kb_desc *out) {
+    (void)n_in;
+    return infer_conv_backprop(op, a, in, out, 1);
+}
+
+static kb_tensor *node3(const char *fn, kb_op_id op, kb_tensor *a, kb_tensor *b, kb_tensor *c, const kb_attrs *at) {
+    kb_tensor *in[3] = {a, b, c};
+    return kb_node(fn, op, in, 3, at);
+}
+
+static kb_status grad_conv2d(kb_tensor *n, kb_tensor *dy, kb_tensor **dx) {
+    kb_tensor *x = n->in[0], *k = n->in[1];
+    dx[0] = node3("conv2d_backprop_input", KB_OP_CONV2D_BACKPROP_INPUT, x, k, dy, &n->attrs);
+    dx[1] = node3("conv2d_backprop_filter", KB_OP_CONV2D_BACKPROP_FILTER, x, k, dy, &n->attrs);
+    return dx[0] && dx[1] ? KB_OK : kb_last_status();
+}
+/* dx = backprop_input(k, dy) is bilinear in (k, dy); x gives only its shape. For an upstream g
+ * (x's shape): d<g, dx>/d dy = conv2d(g, k), d<g, dx>/d k = backprop_filter(g, dy). */
+static kb_status grad_backprop_input(kb_tensor *n, kb_tensor *g, kb_tensor **dx) {
+    kb_tensor *x = n->in[0], *k = n->in[1], *dy = n->in[2];
+    kb_tensor *in2[2] = {g, k};
+    dx[0] = NULL;
+    dx[1] = node3("conv2d_backprop_filter", KB_OP_CONV2D_BACKPROP_FILTER, g, k, dy, &n->attrs);
+    dx[2] = kb_node("conv2d", KB_OP_CONV2D, in2, 2, &n->attrs);
+    (void)x;
+    return dx[1] && dx[2] ? KB_OK : kb_last_status();
+}
+/* dk = backprop_filter(x, dy) is bilinear in (x, dy); for an upstream g (kernel's shape):
+ * d<g, dk>/d x = backprop_input(g, dy), d<g, dk>/d dy = conv2d(x, g). */
+static kb_status grad_backprop_filter(kb_tensor *n, kb_tensor *g, kb_tensor **dx) {
+    kb_tensor *x = n->in[0], *dy = n->in[2];
+    kb_tensor *in2[2] = {x, g};
+    dx[0] = node3("conv2d_backprop_input", KB_OP_CONV2D_BACKPROP_INPUT, x, g, dy, &n->attrs);
+    dx[1] = NULL;
+    dx[2] = kb_node("conv2d", KB_OP_CONV2D, in2, 2, &n->attrs);
+    return dx[0] && dx[2] ? KB_OK : kb_last_status();
+}
+
+const kb_op_def kb_opdef_conv2d = {"conv2d", 2, 0, infer_conv2d, grad_conv2d, kb_cpu_conv2d, KB_CUDA_KERNEL(conv2d)};
+const kb_op_def kb_opdef_conv2d_backprop_input = {"conv2d_backprop_input", 3, KB_OPF_INTERNAL, infer_backprop_input,
+                                                  grad_backprop_input, kb_cpu_conv2d_backprop_input,
+                                                  KB_CUDA_KERNEL(conv2d_backprop_input)};
+const kb_op_def kb_opdef_conv2d_backprop_filter = {"conv2d_backprop_filter", 3, KB_OPF_INTERNAL, infer_backprop_filter,
+                                                   grad_backprop_filter, kb_cpu_conv2d_backprop_filter,
+                                                   KB_CUDA_KERNEL(conv2d_backprop_filter)};
+
+/* ---- public argument checks ----------------------------------------------------------------- */
+
+/* data_format argument -> 1 for channels_first, 0 for channels_last; -1 with the error set. */
+static int channels_first(const char *fn, kb_tensor *x, kb_data_format_arg f) {
+    if (f == KB_DATA_FORMAT_DEFAULT) return kb_image_data_format(x->ctx) == KB_CHANNELS_FIRST;
+    if (f == KB_DATA_FORMAT_CHANNELS_LAST || f == KB_DATA_FORMAT_CHANNELS_FIRST) return f == KB_DATA_FORMAT_CHANNELS_FIRST;
+    kb_set_error(KB_ERR_INVALID_ARGUMENT, "%s: Unknown data_format: %d", fn, (int)f);
+    return -1;
+}
+
+static int check_padding(const char *fn, kb_padding p, int causal_ok) {
+    if (p == KB_PADDING_VALID || p == KB_PADDING_SAME || (causal_ok && p == KB_PADDING_CAUSAL)) return 1;
+    kb_set_error(KB_ERR_INVALID_ARGUMENT, "%s: Invalid padding: %d", fn, (int)p);
+    return 0;
+}
+
+/* n positive integers (NULL = all 1) into dst. */
+static int read_positive(const char *fn, const char *arg, const int64_t *v, int n, int64_t *dst) {
+    for (int i = 0; i < n; ++i) {
+        dst[i] = v ? v[i] : 1;
+        if (dst[i] < 1 || dst[i] > KB_MAX_ELEMS) {
+            kb_set_error(KB_ERR_INVALID_ARGUMENT, "%s: %s[%d] = %lld must be a positive integer", fn, arg, i,
+                         (long long)dst[i]);
+            return 0;
+        }
+    }
+    return 1;
+}
+
+static int check_rank(const char *fn, const char *arg, kb_tensor *x, int rank) {
+    if (x->desc.rank == rank) return 1;
+    char s[160];
+    kb_set_error(KB_ERR_SHAPE, "%s: %s must be %d-D, got shape %s", fn, arg, rank, kb_shape_str(&x->desc, s, sizeof s));
+    return 0;
+}
+
+static kb_tensor *conv2d_node(const char *fn, kb_tensor *x, kb_tensor *kernel, const int64_t s[2], int same, int cf,
+                              const int64_t d[2]) {
+    if ((s[0] > 1 || s[1] > 1) && (d[0] > 1 || d[1] > 1)) {
+        kb_set_error(KB_ERR_INVALID_ARGUMENT,
+                     "%s: strides > 1 not supported in conjunction with dilation_rate > 1 (tf.nn.convolution)", fn);
+        return NULL;
+    }
+    kb_attrs a;
+    memset(&a, 0, sizeof a);
+    a.i64[0] = s[0];
+    a.i64[1] = s[1];
+    a.i64[2] = d[0];
+    a.i64[3] = d[1];
+    a.i64[4] = same;
+    a.i64[5] = cf;
+    kb_tensor *in[2] = {x, kernel};
+    return kb_node(fn, KB_OP_CONV2D, in, 2, &a);
+}
+
+kb_tensor *kb_conv2d(kb_tensor *x, kb_tensor *kernel, const int64_t strides[2], kb_padding padding,
+                     kb_data_format_arg data_format, const int64_t dilation_rate[2]) {
+    const char *fn = "kb_conv2d";
+    if (!kb_check_tensor(fn, "x", x) || !kb_check_tensor(fn, "kernel", kernel)) return NULL;
+    int cf = channels_first(fn, x, data_format);
+    int64_t s[2], d[2];
+    if (cf < 0 || !check_padding(fn, padding, 0) || !read_positive(fn, "strides", strides, 2, s) ||
+        !read_positive(fn, "dilation_rate", dilation_rate, 2, d) || !check_rank(fn, "x", x, 4) ||
+        !check_rank(fn, "kernel", kernel, 4))
+        return NULL;
+    return conv2d_node(fn, x, kernel, s, padding == KB_PADDING_SAME, cf, d);
+}
+
+kb_tensor *kb_conv1d(kb_tensor *x, kb_tensor *kernel, int64_t strides, kb_padding padding,
+                     kb_data_format_arg data_format, int64_t dilation_rate) {
+    const char *fn = "kb_conv1d";
+    if (!kb_check_tensor(fn, "x", x) || !kb_check_tensor(fn, "kernel", kernel)) return NULL;
+    int cf = channels_first(fn, x, data_format);
+    int64_t s[2] = {1, 1}, d[2] = {1, 1};
+    if (cf < 0 || !check_padding(fn, padding, 1) || !read_positive(fn, "strides", &strides, 1, &s[1]) ||
+        !read_positive(fn, "dilation_rate", &dilation_rate, 1, &d[1]) || !check_rank(fn, "x", x, 3) ||
+        !check_rank(fn, "kernel", kernel, 3))
+        return NULL;
+    if (padding == KB_PADDING_CAUSAL) {
+        if (cf) {
+            kb_set_error(KB_ERR_INVALID_ARGUMENT, "%s: When using causal padding in `conv1d`, `data_format` must be "
+                                                  "\"channels_last\" (temporal data).", fn);
+            return NULL;
+        }
+        int64_t k = kernel->desc.shape[0];
+        if (k < 0) {
+            kb_set_error(KB_ERR_NOT_SUPPORTED, "%s: causal padding needs the kernel length at graph build", fn);
+            return NULL;
+        }
+        if (k == 0) {
+            kb_set_error(KB_ERR_SHAPE, "%s: kernel has an empty window", fn);
+            return NULL;
+        }
+        x = kb_temporal_padding(x, dilation_rate * (k - 1), 0);
+        padding = KB_PADDING_VALID;
+    }
+    /* The 1-D axis becomes the width of an image of height 1. */
+    kb_tensor *x4 = kb_expand_dims(x, cf ? 2 : 1);
+    kb_tensor *k4 = kb_expand_dims(kernel, 0);
+    if (!x4 || !k4) return NULL;
+    kb_tensor *y = conv2d_node(fn, x4, k4, s, padding == KB_PADDING_SAME, cf, d);
+    return y ? kb_squeeze(y, cf ? 2 : 1) : NULL;
+}
