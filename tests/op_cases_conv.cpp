@@ -52,6 +52,24 @@ void add_conv_cases(std::vector<OpCase> &v) {
                            [conv](kb_context *ctx, In in) { return vjp(conv(ctx, in), in[2], in[1]); },
                            {x_shape(c, cf), k_shape(c), y_shape(c, cf)}, {sym}, true, T32R, T64R));
         }
+    // conv1d: conv2d on an inserted axis; causal = temporal_padding then 'valid'.
+    struct C1 {
+        const char *name;
+        int64_t s, d;
+        kb_padding pad;
+        int cf;
+        Shape x;
+    };
+    const C1 c1s[] = {{"valid_s2_cl", 2, 1, KB_PADDING_VALID, 0, {2, 7, 3}},
+                      {"same_s2_cf", 2, 1, KB_PADDING_SAME, 1, {2, 3, 6}},
+                      {"same_d2_cl", 1, 2, KB_PADDING_SAME, 0, {2, 6, 3}},
+                      {"causal_d2_cl", 1, 2, KB_PADDING_CAUSAL, 0, {2, 5, 3}}};
+    for (const C1 &c : c1s) {
+        v.push_back(mk(KB_OP_CONV2D, std::string("conv1d_") + c.name,
+                       [c](kb_context *, In in) { return kb_conv1d(in[0], in[1], c.s, c.pad, fmt(c.cf), c.d); },
+                       {c.x, {3, 3, 2}}, {sym}, true, T32R, T64R));
+        v.back().half = true;
+    }
 }
 
 }  // namespace kbt

@@ -231,3 +231,83 @@ TEST_F(Conv, Conv2dBadInput) {
 }
 
 }  // namespace
+
+namespace {
+
+using namespace kbt;
+
+// conv1d against a 1-D loop: y[n, t, o] = sum_{j, c} xp[n, t * s + j * d, c] k[j, c, o], xp padded
+// with `left` / `right` zeros (TF 'same', or causal's dilation * (k - 1) on the left).
+TEST_F(Conv, Conv1dMatchesDirectLoop) {
+    struct C {
+        int64_t L, K, s, d;
+        kb_padding pad;
+        bool cf;
+    };
+    const C cs[] = {{7, 3, 1, 1, KB_PADDING_VALID, false}, {7, 3, 2, 1, KB_PADDING_SAME, true},
+                    {8, 4, 3, 1, KB_PADDING_SAME, false},  {6, 3, 1, 2, KB_PADDING_CAUSAL, false},
+                    {5, 2, 2, 1, KB_PADDING_CAUSAL, false}, {9, 2, 1, 3, KB_PADDING_SAME, true}};
+    const int64_t N = 2, Ci = 3, O = 2;
+    for (const C &c : cs) {
+        int64_t ke = (c.K - 1) * c.d + 1, left = 0, T;
+        if (c.pad == KB_PADDING_SAME) {
+            T = (c.L + c.s - 1) / c.s;
+            left = std::max<int64_t>((T - 1) * c.s + ke - c.L, 0) / 2;
+        } else if (c.pad == KB_PADDING_CAUSAL) {
+            left = c.d * (c.K - 1);
+            T = (c.L + left - ke) / c.s + 1;
+        } else {
+            T = (c.L - ke) / c.s + 1;
+        }
+        Shape xs = c.cf ? Shape{N, Ci, c.L} : Shape{N, c.L, Ci}, ks{c.K, Ci, O};
+        auto xv = random_values(gen, (size_t)numel(xs), -1, 1), kv = random_values(gen, (size_t)numel(ks), -1, 1);
+        std::vector<double> ref((size_t)(N * T * O), 0.0);
+        for (int64_t n = 0; n < N; ++n)
+            for (int64_t t = 0; t < T; ++t)
+                for (int64_t o = 0; o < O; ++o) {
+                    double acc = 0;
+                    for (int64_t j = 0; j < c.K; ++j) {
+                        int64_t i = t * c.s + j * c.d - left;
+                        if (i < 0 || i >= c.L) continue;
+                        for (int64_t ci = 0; ci < Ci; ++ci)
+                            acc += xv[(size_t)(c.cf ? (n * Ci + ci) * c.L + i : (n * c.L + i) * Ci + ci)] *
+                                   kv[(size_t)((j * Ci + ci) * O + o)];
+                    }
+                    ref[(size_t)(c.cf ? (n * O + o) * T + t : (n * T + t) * O + o)] = acc;
+                }
+        kb_tensor *y = kb_conv1d(make_var(ctx, xv, xs, KB_FLOAT64), make_var(ctx, kv, ks, KB_FLOAT64), c.s, c.pad,
+                                 c.cf ? KB_DATA_FORMAT_CHANNELS_FIRST : KB_DATA_FORMAT_CHANNELS_LAST, c.d);
+        ASSERT_NE(y, nullptr) << kb_last_error();
+        HostValue hv = eval(y);
+        EXPECT_EQ(hv.shape, (c.cf ? Shape{N, O, T} : Shape{N, T, O}));
+        EXPECT_TRUE(allclose(hv.v, ref, 1e-12, 1e-12)) << "L=" << c.L << " pad=" << c.pad << " cf=" << c.cf;
+    }
+}
+
+TEST_F(Conv, Conv1dBadInput) {
+    kb_tensor *x = make_var(ctx, std::vector<double>(2 * 5 * 3, 1.0), {2, 5, 3});
+    kb_tensor *k = make_var(ctx, std::vector<double>(2 * 3 * 4, 1.0), {2, 3, 4});
+    EXPECT_EQ(kb_conv1d(x, k, 1, KB_PADDING_CAUSAL, KB_DATA_FORMAT_CHANNELS_FIRST, 1), nullptr);
+    EXPECT_TRUE(has_error(KB_ERR_INVALID_ARGUMENT,
+                          {"kb_conv1d", "When using causal padding in `conv1d`, `data_format` must be \"channels_last\""}));
+    kb_clear_error();
+    EXPECT_EQ(kb_conv1d(x, k, 1, (kb_padding)-1, KB_DATA_FORMAT_CHANNELS_LAST, 1), nullptr);
+    EXPECT_TRUE(has_error(KB_ERR_INVALID_ARGUMENT, {"kb_conv1d", "Invalid padding: -1"}));
+    kb_clear_error();
+    EXPECT_EQ(kb_conv1d(x, k, 2, KB_PADDING_VALID, KB_DATA_FORMAT_CHANNELS_LAST, 2), nullptr);
+    EXPECT_TRUE(has_error(KB_ERR_INVALID_ARGUMENT, {"kb_conv1d", "dilation_rate > 1"}));
+    kb_clear_error();
+    EXPECT_EQ(kb_conv1d(x, k, 0, KB_PADDING_VALID, KB_DATA_FORMAT_CHANNELS_LAST, 1), nullptr);
+    EXPECT_TRUE(has_error(KB_ERR_INVALID_ARGUMENT, {"kb_conv1d", "strides[0] = 0"}));
+    kb_clear_error();
+    EXPECT_EQ(kb_conv1d(x, x, 1, KB_PADDING_VALID, KB_DATA_FORMAT_CHANNELS_LAST, 1), nullptr);
+    EXPECT_TRUE(has_error(KB_ERR_SHAPE, {"kb_conv1d", "input channels"}));
+    kb_clear_error();
+    kb_tensor *x4 = make_var(ctx, std::vector<double>(2 * 5 * 5 * 3, 1.0), {2, 5, 5, 3});
+    EXPECT_EQ(kb_conv1d(x4, k, 1, KB_PADDING_VALID, KB_DATA_FORMAT_CHANNELS_LAST, 1), nullptr);
+    EXPECT_TRUE(has_error(KB_ERR_SHAPE, {"kb_conv1d", "x must be 3-D"}));
+    kb_clear_error();
+    EXPECT_NE(kb_conv1d(x, k, 1, KB_PADDING_CAUSAL, KB_DATA_FORMAT_CHANNELS_LAST, 1), nullptr);
+}
+
+}  // namespace
