@@ -520,8 +520,56 @@ KB_API kb_tensor *kb_softmax(kb_tensor *x, int axis);
 /** Keras categorical_crossentropy(target, output, from_logits, axis): per-sample losses. */
 KB_API kb_tensor *kb_categorical_crossentropy(kb_tensor *target, kb_tensor *output, int from_logits, int axis);
 /* -- activations, losses, bias_add (ops/nn.c) -- */
+/** Keras elu(x, alpha=1): x for x > 0, alpha*(exp(x) - 1) otherwise. */
+KB_API kb_tensor *kb_elu(kb_tensor *x, double alpha);
+/** Keras softplus: log(1 + exp(x)), computed as max(x, 0) + log1p(exp(-|x|)). */
+KB_API kb_tensor *kb_softplus(kb_tensor *x);
+/** Keras softsign: x / (1 + |x|). */
+KB_API kb_tensor *kb_softsign(kb_tensor *x);
+/** Keras hard_sigmoid (TF backend 2.3.1): clip(0.2*x + 0.5, 0, 1). */
+KB_API kb_tensor *kb_hard_sigmoid(kb_tensor *x);
+KB_API kb_tensor *kb_tanh(kb_tensor *x);
+/** Keras l2_normalize(x, axis): x / sqrt(max(sum(x^2, axes, keepdims), 1e-12)) as tf.nn.l2_normalize;
+ * axes NULL / n_axes 0 normalise over all elements (axis=None). */
+KB_API kb_tensor *kb_l2_normalize(kb_tensor *x, const int *axes, int n_axes);
+/** Keras in_top_k(predictions (B, C) float, targets (B,) int32/int64, k): bool (B,), true when fewer than k
+ * predictions of the row are strictly greater than the target's (ties count, as tf.nn.in_top_k); a row with
+ * a non-finite prediction or an out-of-range target gives false. Not differentiable. */
+KB_API kb_tensor *kb_in_top_k(kb_tensor *predictions, kb_tensor *targets, int64_t k);
+/** Keras sparse_categorical_crossentropy(target, output, from_logits, axis): per-sample losses of shape
+ * output.shape without `axis`. target holds class indices (int32/int64, or floats truncated as Keras' cast)
+ * of that shape, or of that shape plus a trailing 1. An out-of-range class gives a loss of 0. */
+KB_API kb_tensor *kb_sparse_categorical_crossentropy(kb_tensor *target, kb_tensor *output, int from_logits,
+                                                     int axis);
+/** Keras binary_crossentropy(target, output, from_logits): elementwise losses (tf.keras: epsilon clip of
+ * the probabilities, or the stable sigmoid_cross_entropy_with_logits form). */
+KB_API kb_tensor *kb_binary_crossentropy(kb_tensor *target, kb_tensor *output, int from_logits);
+/** Keras bias_add(x, bias, data_format): bias 1-D (per channel) or of rank ndim(x)-1 in channels-last order
+ * (reshaped, not transposed, for channels_first, as Keras does); x of rank 2 or > 5 adds along the last
+ * axis whatever the data format (tf.nn.bias_add). */
+KB_API kb_tensor *kb_bias_add(kb_tensor *x, kb_tensor *bias, kb_data_format_arg data_format);
 
 /* -- normalization (ops/norm.c) -- */
+/**
+ * Keras normalize_batch_in_training(x, gamma, beta, reduction_axes, epsilon) -> (normed, mean,
+ * var): mean and var (population variance) over \p reduction_axes (NULL / 0 axes: all axes), of
+ * the kept axes' shape; normed = (x - mean) / sqrt(var + epsilon) * gamma + beta. \p gamma /
+ * \p beta NULL mean None (1 / 0). For axes = all but the last, gamma / beta broadcast against
+ * x; otherwise they are reshaped to the broadcast shape (1 on the reduced axes), as Keras does.
+ * Keras' default epsilon is 1e-3. The three results are written to *normed, *mean, *var.
+ */
+KB_API kb_status kb_normalize_batch_in_training(kb_tensor *x, kb_tensor *gamma, kb_tensor *beta,
+                                                const int *reduction_axes, int n_axes, double epsilon,
+                                                kb_tensor **normed, kb_tensor **mean, kb_tensor **var);
+/**
+ * Keras batch_normalization(x, mean, var, beta, gamma, axis, epsilon):
+ * (x - mean) / sqrt(var + epsilon) * gamma + beta with numpy broadcasting; \p beta / \p gamma
+ * NULL mean 0 / 1. For a 4-D x with axis 1 / -3 (NCHW) or 3 / -1 (NHWC), mean, var, beta and
+ * gamma are flattened and apply per channel of that axis (Keras' fused path); otherwise \p axis
+ * is not used. Keras' default epsilon is 1e-3.
+ */
+KB_API kb_tensor *kb_batch_normalization(kb_tensor *x, kb_tensor *mean, kb_tensor *var, kb_tensor *beta,
+                                         kb_tensor *gamma, int axis, double epsilon);
 
 /* -- convolution and pooling (ops/conv.c) -- */
 /** Keras padding argument: 'valid', 'same' (TF arithmetic: the odd extra pad goes at the end),
