@@ -70,6 +70,35 @@ void add_conv_cases(std::vector<OpCase> &v) {
                        {c.x, {3, 3, 2}}, {sym}, true, T32R, T64R));
         v.back().half = true;
     }
+    // pool2d: max / avg, valid, symmetric and asymmetric 'same'; pool2d_grad through vjp (its own
+    // gradient exists for avg only: the second derivative of max pooling is refused).
+    struct P {
+        const char *name;
+        int64_t k[2], s[2];
+        kb_padding pad;
+        int64_t h, w;
+    };
+    const P ps[] = {{"valid_k2_s2", {2, 2}, {2, 2}, KB_PADDING_VALID, 5, 4},
+                    {"same_k3_s1", {3, 3}, {1, 1}, KB_PADDING_SAME, 4, 5},      // pads 1 / 1
+                    {"same_k3_s2_asym", {3, 3}, {2, 2}, KB_PADDING_SAME, 6, 5},  // rows 0 / 1, cols 1 / 1
+                    {"same_k2x3_s12", {2, 3}, {1, 2}, KB_PADDING_SAME, 3, 6}};   // rows 0 / 1, cols 0 / 1
+    for (const P &p : ps)
+        for (int avg = 0; avg < 2; ++avg)
+            for (int cf = 0; cf < 2; ++cf) {
+                std::string tag = std::string(avg ? "avg_" : "max_") + p.name + (cf ? "_cf" : "_cl");
+                kb_pool_mode mode = avg ? KB_POOL_AVG : KB_POOL_MAX;
+                Builder pool = [p, cf, mode](kb_context *, In in) {
+                    return kb_pool2d(in[0], p.k, p.s, p.pad, fmt(cf), mode);
+                };
+                Shape xs = cf ? Shape{2, 3, p.h, p.w} : Shape{2, p.h, p.w, 3};
+                int64_t oh = out_dim(p.h, p.k[0], p.s[0], 1, p.pad), ow = out_dim(p.w, p.k[1], p.s[1], 1, p.pad);
+                Shape ys = cf ? Shape{2, 3, oh, ow} : Shape{2, oh, ow, 3};
+                v.push_back(mk(KB_OP_POOL2D, "pool2d_" + tag, pool, {xs}, {sym}, true, T32R, T64R));
+                v.back().half = true;
+                v.push_back(mk(KB_OP_POOL2D_GRAD, "pool2d_grad_" + tag,
+                               [pool](kb_context *ctx, In in) { return vjp(pool(ctx, in), in[1], in[0]); }, {xs, ys},
+                               {sym}, avg == 1, T32R, T64R));
+            }
 }
 
 }  // namespace kbt

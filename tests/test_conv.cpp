@@ -311,3 +311,130 @@ TEST_F(Conv, Conv1dBadInput) {
 }
 
 }  // namespace
+
+namespace {
+
+using namespace kbt;
+
+// pool2d against a loop over each window of the padded image (pads hold no value: max skips them,
+// avg divides by the unpadded count), and its gradient: dy at the window's first maximum in
+// row-major order (max) or dy / count on each unpadded cell (avg); w empty: values only.
+struct PoolRef {
+    std::vector<double> y, dx;
+    Shape ys;
+};
+PoolRef pool_ref(const std::vector<double> &x, const Shape &xs, const std::vector<double> &w, const int64_t k[2],
+                 const int64_t s[2], bool same, bool cf, bool avg) {
+    int64_t N = xs[0], C = cf ? xs[1] : xs[3], H = cf ? xs[2] : xs[1], W = cf ? xs[3] : xs[2];
+    int64_t OH = same ? (H + s[0] - 1) / s[0] : (H - k[0]) / s[0] + 1;
+    int64_t OW = same ? (W + s[1] - 1) / s[1] : (W - k[1]) / s[1] + 1;
+    int64_t pt = same ? std::max<int64_t>((OH - 1) * s[0] + k[0] - H, 0) / 2 : 0;
+    int64_t pl = same ? std::max<int64_t>((OW - 1) * s[1] + k[1] - W, 0) / 2 : 0;
+    PoolRef r;
+    r.ys = cf ? Shape{N, C, OH, OW} : Shape{N, OH, OW, C};
+    r.y.assign((size_t)numel(r.ys), 0.0);
+    r.dx.assign(x.size(), 0.0);
+    auto X = [&](int64_t n, int64_t c, int64_t h, int64_t ww) {
+        return cf ? ((n * C + c) * H + h) * W + ww : ((n * H + h) * W + ww) * C + c;
+    };
+    for (int64_t n = 0; n < N; ++n)
+        for (int64_t c = 0; c < C; ++c)
+            for (int64_t oh = 0; oh < OH; ++oh)
+                for (int64_t ow = 0; ow < OW; ++ow) {
+                    int64_t yi = cf ? ((n * C + c) * OH + oh) * OW + ow : ((n * OH + oh) * OW + ow) * C + c;
+                    std::vector<int64_t> cells;
+                    for (int64_t i = 0; i < k[0]; ++i)
+                        for (int64_t j = 0; j < k[1]; ++j) {
+                            int64_t h = oh * s[0] - pt + i, ww = ow * s[1] - pl + j;
+                            if (h >= 0 && h < H && ww >= 0 && ww < W) cells.push_back(X(n, c, h, ww));
+                        }
+                    double sum = 0;
+                    int64_t best = cells[0];
+                    for (int64_t q : cells) {
+                        sum += x[(size_t)q];
+                        if (x[(size_t)q] > x[(size_t)best]) best = q;
+                    }
+                    r.y[(size_t)yi] = avg ? sum / (double)cells.size() : x[(size_t)best];
+                    if (w.empty()) continue;  // values only
+                    if (avg)
+                        for (int64_t q : cells) r.dx[(size_t)q] += w[(size_t)yi] / (double)cells.size();
+                    else
+                        r.dx[(size_t)best] += w[(size_t)yi];
+                }
+    return r;
+}
+
+TEST_F(Conv, Pool2dMatchesWindowLoop) {
+    struct C {
+        int64_t k[2], s[2];
+        bool same;
+        Shape x;  // channels_last; channels_first uses the permuted shape
+    };
+    const C cs[] = {{{2, 2}, {2, 2}, false, {2, 5, 4, 3}}, {{3, 3}, {1, 1}, true, {2, 4, 5, 3}},
+                    {{3, 3}, {2, 2}, true, {2, 6, 5, 3}},  {{2, 3}, {1, 2}, true, {1, 3, 6, 2}},
+                    {{3, 2}, {3, 1}, false, {1, 7, 4, 2}}, {{4, 4}, {1, 1}, true, {1, 4, 4, 1}}};
+    for (const C &c : cs)
+        for (bool cf : {false, true})
+            for (bool avg : {false, true}) {
+                Shape xs = cf ? Shape{c.x[0], c.x[3], c.x[1], c.x[2]} : c.x;
+                // Small integers: many ties, so the max gradient shows which maximum gets dy.
+                auto xv = random_values(gen, (size_t)numel(xs), -3, 3);
+                for (double &v : xv) v = std::round(v);
+                PoolRef probe = pool_ref(xv, xs, {}, c.k, c.s, c.same, cf, avg);
+                auto wv = random_values(gen, (size_t)numel(probe.ys), -1, 1);
+                PoolRef r = pool_ref(xv, xs, wv, c.k, c.s, c.same, cf, avg);
+                kb_tensor *x = make_var(ctx, xv, xs, KB_FLOAT64);
+                kb_tensor *y = kb_pool2d(x, c.k, c.s, c.same ? KB_PADDING_SAME : KB_PADDING_VALID,
+                                         cf ? KB_DATA_FORMAT_CHANNELS_FIRST : KB_DATA_FORMAT_CHANNELS_LAST,
+                                         avg ? KB_POOL_AVG : KB_POOL_MAX);
+                ASSERT_NE(y, nullptr) << kb_last_error();
+                HostValue hv = eval(y);
+                EXPECT_EQ(hv.shape, r.ys);
+                EXPECT_TRUE(allclose(hv.v, r.y, 1e-12, 1e-12)) << shape_str(xs) << " avg=" << avg;
+                kb_tensor *loss = kb_sum(kb_multiply(y, make_const(ctx, wv, r.ys, KB_FLOAT64)), nullptr, 0, 0);
+                kb_tensor *g = nullptr;
+                ASSERT_TRUE(ok(kb_gradients(loss, &x, 1, &g)));
+                EXPECT_TRUE(allclose(eval_v(g), r.dx, 1e-12, 1e-12)) << shape_str(xs) << " avg=" << avg;
+            }
+}
+
+TEST_F(Conv, Pool2dBadInput) {
+    kb_tensor *x = make_var(ctx, std::vector<double>(2 * 4 * 4 * 3, 1.0), {2, 4, 4, 3});
+    const int64_t k2[2] = {2, 2}, k5[2] = {5, 1}, k0[2] = {2, 0};
+    EXPECT_EQ(kb_pool2d(x, k2, nullptr, KB_PADDING_VALID, KB_DATA_FORMAT_CHANNELS_LAST, (kb_pool_mode)3), nullptr);
+    EXPECT_TRUE(has_error(KB_ERR_INVALID_ARGUMENT, {"kb_pool2d", "Invalid pool_mode: 3"}));
+    kb_clear_error();
+    EXPECT_EQ(kb_pool2d(x, k2, nullptr, KB_PADDING_CAUSAL, KB_DATA_FORMAT_CHANNELS_LAST, KB_POOL_MAX), nullptr);
+    EXPECT_TRUE(has_error(KB_ERR_INVALID_ARGUMENT, {"kb_pool2d", "Invalid padding: 2"}));
+    kb_clear_error();
+    EXPECT_EQ(kb_pool2d(x, k2, nullptr, KB_PADDING_VALID, (kb_data_format_arg)9, KB_POOL_MAX), nullptr);
+    EXPECT_TRUE(has_error(KB_ERR_INVALID_ARGUMENT, {"kb_pool2d", "Unknown data_format: 9"}));
+    kb_clear_error();
+    EXPECT_EQ(kb_pool2d(x, nullptr, nullptr, KB_PADDING_VALID, KB_DATA_FORMAT_CHANNELS_LAST, KB_POOL_MAX), nullptr);
+    EXPECT_TRUE(has_error(KB_ERR_INVALID_ARGUMENT, {"kb_pool2d", "pool_size"}));
+    kb_clear_error();
+    EXPECT_EQ(kb_pool2d(x, k0, nullptr, KB_PADDING_VALID, KB_DATA_FORMAT_CHANNELS_LAST, KB_POOL_MAX), nullptr);
+    EXPECT_TRUE(has_error(KB_ERR_INVALID_ARGUMENT, {"kb_pool2d", "pool_size[1] = 0"}));
+    kb_clear_error();
+    EXPECT_EQ(kb_pool2d(x, k5, nullptr, KB_PADDING_VALID, KB_DATA_FORMAT_CHANNELS_LAST, KB_POOL_MAX), nullptr);
+    EXPECT_TRUE(has_error(KB_ERR_SHAPE, {"kb_pool2d", "Negative dimension size caused by subtracting 5 from 4"}));
+    kb_clear_error();
+    kb_tensor *x3 = make_var(ctx, std::vector<double>(4 * 4 * 3, 1.0), {4, 4, 3});
+    EXPECT_EQ(kb_pool2d(x3, k2, nullptr, KB_PADDING_VALID, KB_DATA_FORMAT_CHANNELS_LAST, KB_POOL_MAX), nullptr);
+    EXPECT_TRUE(has_error(KB_ERR_SHAPE, {"kb_pool2d", "x must be 4-D"}));
+    kb_clear_error();
+    // 'same' pools any size; the second derivative of max pooling is refused, avg's exists.
+    kb_tensor *y = kb_pool2d(x, k5, k2, KB_PADDING_SAME, KB_DATA_FORMAT_CHANNELS_LAST, KB_POOL_MAX);
+    ASSERT_NE(y, nullptr) << kb_last_error();
+    EXPECT_EQ(static_shape(y), (Shape{2, 2, 2, 3}));
+    kb_tensor *g = nullptr, *gg = nullptr;
+    ASSERT_TRUE(ok(kb_gradients(kb_sum(kb_square(y), nullptr, 0, 0), &x, 1, &g)));
+    EXPECT_EQ(kb_gradients(kb_sum(kb_square(g), nullptr, 0, 0), &x, 1, &gg), KB_ERR_NOT_SUPPORTED);
+    EXPECT_TRUE(has_error(KB_ERR_NOT_SUPPORTED, {"second derivative of max pooling"}));
+    kb_clear_error();
+    kb_tensor *ya = kb_pool2d(x, k2, nullptr, KB_PADDING_SAME, KB_DATA_FORMAT_CHANNELS_LAST, KB_POOL_AVG);
+    ASSERT_TRUE(ok(kb_gradients(kb_sum(kb_square(ya), nullptr, 0, 0), &x, 1, &g)));
+    EXPECT_TRUE(ok(kb_gradients(kb_sum(kb_square(g), nullptr, 0, 0), &x, 1, &gg)));
+}
+
+}  // namespace

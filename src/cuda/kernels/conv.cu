@@ -30,6 +30,22 @@ namespace {
 
 enum { FWD = 0, BWD_DATA = 1, BWD_FILTER = 2 };
 
+/* One spatial axis of a window k (dilated size), stride s: output size and the pads before / after
+ * (TF 'same': the odd extra after; 'valid': none). */
+void pool_axis(int64_t in, int64_t k_eff, int64_t s, int same, int64_t *out, int64_t *before, int64_t *after) {
+    *before = *after = 0;
+    if (same) {
+        *out = (in + s - 1) / s;
+        int64_t total = (*out - 1) * s + k_eff - in;
+        if (total > 0) {
+            *before = total / 2;
+            *after = total - total / 2;
+        }
+    } else {
+        *out = (in - k_eff) / s + 1;
+    }
+}
+
 #ifdef KB_WITH_CUDNN
 
 struct dims4 {
@@ -102,18 +118,7 @@ struct conv_geom {
 };
 
 void axis_geom(int64_t in, int64_t k, int64_t s, int64_t d, int same, int64_t *out, int64_t *before, int64_t *after) {
-    int64_t k_eff = (k - 1) * d + 1;
-    *before = *after = 0;
-    if (same) {
-        *out = (in + s - 1) / s;
-        int64_t total = (*out - 1) * s + k_eff - in;
-        if (total > 0) {
-            *before = total / 2;
-            *after = total - total / 2;
-        }
-    } else {
-        *out = (in - k_eff) / s + 1;
-    }
+    pool_axis(in, (k - 1) * d + 1, s, same, out, before, after);
 }
 
 conv_geom conv_geom_of(const kb_attrs *a, const kb_buf *x, const kb_buf *k) {
@@ -428,4 +433,236 @@ extern "C" kb_status kb_cuda_conv2d_backprop_filter(const kb_exec *ex, const kb_
                                                     kb_buf *out) {
     (void)n_in;
     return conv_dispatch(ex, a, &in[0], out, &in[2], out, BWD_FILTER);
+}
+
+/* ---- pool2d ---------------------------------------------------------------------------------- */
+/* cuDNN pooling (CUDNN_POOLING_MAX_DETERMINISTIC / AVERAGE_COUNT_EXCLUDE_PADDING, NaN propagated)
+ * when the pads are symmetric ('valid', or 'same' with an even pad total); our own kernels
+ * otherwise (TF's odd extra pad at the bottom / right, which cuDNN cannot express) and in builds
+ * without cuDNN. The own kernels take the first maximum of each window in row-major order, as
+ * the CPU kernel; cuDNN's deterministic max picks one maximum too (ties: see docs). */
+namespace {
+
+struct pool_geom {
+    int64_t N, C, H, W, OH, OW, KH, KW, sh, sw, pt, pb, pl, pr;
+    int64_t xs[4], ys[4]; /* element strides of n, c, h, w in x and y */
+    int cf, avg;
+};
+
+pool_geom pool_geom_of(const kb_attrs *a, const kb_buf *x) {
+    pool_geom g;
+    g.cf = a->i64[5] != 0;
+    g.avg = a->i64[6] != 0;
+    g.N = x->shape[0];
+    g.C = x->shape[g.cf ? 1 : 3];
+    g.H = x->shape[g.cf ? 2 : 1];
+    g.W = x->shape[g.cf ? 3 : 2];
+    g.KH = a->i64[0];
+    g.KW = a->i64[1];
+    g.sh = a->i64[2];
+    g.sw = a->i64[3];
+    pool_axis(g.H, g.KH, g.sh, a->i64[4] != 0, &g.OH, &g.pt, &g.pb);
+    pool_axis(g.W, g.KW, g.sw, a->i64[4] != 0, &g.OW, &g.pl, &g.pr);
+    int64_t hw[2][2] = {{g.H, g.W}, {g.OH, g.OW}};
+    for (int t = 0; t < 2; ++t) {
+        int64_t *s = t ? g.ys : g.xs, h = hw[t][0], w = hw[t][1];
+        s[0] = g.C * h * w;
+        s[1] = g.cf ? h * w : 1;
+        s[2] = g.cf ? w : w * g.C;
+        s[3] = g.cf ? 1 : g.C;
+    }
+    return g;
+}
+
+template <typename T> struct acc_of {
+    using type = float;
+};
+template <> struct acc_of<double> {
+    using type = double;
+};
+
+/* Window of output (oh, ow) of plane base, clipped; returns the value (max / mean) and *arg, the
+ * offset of the first maximum. */
+template <typename T>
+__device__ typename acc_of<T>::type pool_window(const pool_geom &g, const T *x, int64_t base, int64_t oh, int64_t ow,
+                                                int64_t *arg) {
+    using A = typename acc_of<T>::type;
+    int64_t h0 = oh * g.sh - g.pt, w0 = ow * g.sw - g.pl;
+    int64_t h1 = min(h0 + g.KH, g.H), w1 = min(w0 + g.KW, g.W);
+    h0 = max(h0, (int64_t)0);
+    w0 = max(w0, (int64_t)0);
+    A best = 0, sum = 0;
+    int64_t where = -1;
+    for (int64_t h = h0; h < h1; ++h)
+        for (int64_t w = w0; w < w1; ++w) {
+            int64_t off = base + h * g.xs[2] + w * g.xs[3];
+            A v = (A)kb_dev_load(x[off]);
+            sum += v;
+            if (where < 0 || v > best || (v != v && best == best)) best = v, where = off;
+        }
+    *arg = where;
+    return g.avg ? sum / (A)((h1 - h0) * (w1 - w0)) : best;
+}
+
+/* One thread per output element, in y's memory order. */
+template <typename T>
+__global__ void k_pool_fwd(pool_geom g, const T *x, T *y, int64_t n) {
+    KB_GRID_LOOP(i, n) {
+        int64_t r = i, nn, c, oh, ow;
+        if (g.cf) {
+            ow = r % g.OW, r /= g.OW, oh = r % g.OH, r /= g.OH, c = r % g.C, nn = r / g.C;
+        } else {
+            c = r % g.C, r /= g.C, ow = r % g.OW, r /= g.OW, oh = r % g.OH, nn = r / g.OH;
+        }
+        int64_t arg;
+        y[i] = kb_dev_store<T>((double)pool_window(g, x, nn * g.xs[0] + c * g.xs[1], oh, ow, &arg));
+    }
+}
+
+/* One thread per input element: the sum over the windows that contain it (no atomics). Output oh
+ * covers rows [oh sh - pt, oh sh - pt + KH), so row h is in windows oh in
+ * [ceil((h + pt - KH + 1) / sh), floor((h + pt) / sh)]. */
+template <typename T>
+__global__ void k_pool_bwd(pool_geom g, const T *x, const T *dy, T *dx, int64_t n) {
+    using A = typename acc_of<T>::type;
+    KB_GRID_LOOP(i, n) {
+        int64_t r = i, nn, c, h, w;
+        if (g.cf) {
+            w = r % g.W, r /= g.W, h = r % g.H, r /= g.H, c = r % g.C, nn = r / g.C;
+        } else {
+            c = r % g.C, r /= g.C, w = r % g.W, r /= g.W, h = r % g.H, nn = r / g.H;
+        }
+        int64_t base = nn * g.xs[0] + c * g.xs[1], ybase = nn * g.ys[0] + c * g.ys[1];
+        int64_t th = h + g.pt - g.KH + 1, tw = w + g.pl - g.KW + 1;
+        int64_t oh0 = th > 0 ? (th + g.sh - 1) / g.sh : 0, ow0 = tw > 0 ? (tw + g.sw - 1) / g.sw : 0;
+        int64_t oh1 = min((h + g.pt) / g.sh, g.OH - 1), ow1 = min((w + g.pl) / g.sw, g.OW - 1);
+        A acc = 0;
+        for (int64_t oh = oh0; oh <= oh1; ++oh)
+            for (int64_t ow = ow0; ow <= ow1; ++ow) {
+                A d = (A)kb_dev_load(dy[ybase + oh * g.ys[2] + ow * g.ys[3]]);
+                if (g.avg) {
+                    int64_t h0 = max(oh * g.sh - g.pt, (int64_t)0), w0 = max(ow * g.sw - g.pl, (int64_t)0);
+                    int64_t h1 = min(oh * g.sh - g.pt + g.KH, g.H), w1 = min(ow * g.sw - g.pl + g.KW, g.W);
+                    acc += d / (A)((h1 - h0) * (w1 - w0));
+                } else {
+                    int64_t arg;
+                    pool_window(g, x, base, oh, ow, &arg);
+                    if (arg == base + h * g.xs[2] + w * g.xs[3]) acc += d;
+                }
+            }
+        dx[i] = kb_dev_store<T>((double)acc);
+    }
+}
+
+template <typename T>
+kb_status pool_own(kb_cuda_device *dev, const pool_geom &g, const kb_buf *x, const kb_buf *dy, kb_buf *out) {
+    int64_t n = out->size;
+    if (!dy)
+        k_pool_fwd<T><<<kb_blocks(dev, n, KB_THREADS), KB_THREADS, 0, dev->stream>>>(g, (const T *)x->data,
+                                                                                      (T *)out->data, n);
+    else
+        k_pool_bwd<T><<<kb_blocks(dev, n, KB_THREADS), KB_THREADS, 0, dev->stream>>>(
+            g, (const T *)x->data, (const T *)dy->data, (T *)out->data, n);
+    KB_CUDA_CHECK(cudaGetLastError());
+    return KB_OK;
+}
+
+#ifdef KB_WITH_CUDNN
+struct pool_key {
+    int ordinal, dtype, cf, avg;
+    int64_t N, C, H, W, OH, OW, KH, KW, sh, sw, ph, pw;
+};
+struct pool_plan {
+    pool_key key;
+    cudnnTensorDescriptor_t xd, yd;
+    cudnnPoolingDescriptor_t pd;
+};
+std::vector<pool_plan *> g_pool_plans; /* guarded by g_plan_mu, never freed (as the conv plans) */
+
+kb_status get_pool_plan(const pool_key &k, cudnnDataType_t data, const pool_plan **out) {
+    std::lock_guard<std::mutex> lock(g_plan_mu);
+    for (pool_plan *q : g_pool_plans)
+        if (memcmp(&q->key, &k, sizeof k) == 0) {
+            *out = q;
+            return KB_OK;
+        }
+    pool_plan *p = new pool_plan();
+    p->key = k;
+    cudnnTensorFormat_t fmt = k.cf ? CUDNN_TENSOR_NCHW : CUDNN_TENSOR_NHWC;
+    KB_CUDNN_CHECK(cudnnCreateTensorDescriptor(&p->xd));
+    KB_CUDNN_CHECK(cudnnCreateTensorDescriptor(&p->yd));
+    KB_CUDNN_CHECK(cudnnCreatePoolingDescriptor(&p->pd));
+    KB_CUDNN_CHECK(cudnnSetTensor4dDescriptor(p->xd, fmt, data, (int)k.N, (int)k.C, (int)k.H, (int)k.W));
+    KB_CUDNN_CHECK(cudnnSetTensor4dDescriptor(p->yd, fmt, data, (int)k.N, (int)k.C, (int)k.OH, (int)k.OW));
+    KB_CUDNN_CHECK(cudnnSetPooling2dDescriptor(
+        p->pd, k.avg ? CUDNN_POOLING_AVERAGE_COUNT_EXCLUDE_PADDING : CUDNN_POOLING_MAX_DETERMINISTIC,
+        CUDNN_PROPAGATE_NAN, (int)k.KH, (int)k.KW, (int)k.ph, (int)k.pw, (int)k.sh, (int)k.sw));
+    g_pool_plans.push_back(p);
+    *out = p;
+    return KB_OK;
+}
+
+/* in: x (forward) or x, y, dy (backward). */
+template <typename T>
+kb_status pool_cudnn(kb_cuda_device *dev, const pool_geom &g, const kb_buf *in, int backward, kb_buf *out) {
+    cudnnHandle_t h;
+    KB_TRY(kb_cuda_cudnn(dev, &h));
+    pool_key key;
+    memset(&key, 0, sizeof key);
+    key.ordinal = dev->ordinal;
+    key.dtype = (int)in[0].dtype;
+    key.cf = g.cf, key.avg = g.avg;
+    key.N = g.N, key.C = g.C, key.H = g.H, key.W = g.W, key.OH = g.OH, key.OW = g.OW;
+    key.KH = g.KH, key.KW = g.KW, key.sh = g.sh, key.sw = g.sw, key.ph = g.pt, key.pw = g.pl;
+    const pool_plan *p;
+    KB_TRY(get_pool_plan(key, cudnn_type<T>::data, &p));
+    cudnn_scale<T> sc;
+    if (!backward)
+        KB_CUDNN_CHECK(cudnnPoolingForward(h, p->pd, &sc.one, p->xd, in[0].data, &sc.zero, p->yd, out->data));
+    else
+        KB_CUDNN_CHECK(cudnnPoolingBackward(h, p->pd, &sc.one, p->yd, in[1].data, p->yd, in[2].data, p->xd,
+                                            in[0].data, &sc.zero, p->xd, out->data));
+    return KB_OK;
+}
+#endif
+
+template <typename T>
+kb_status pool_exec(const kb_exec *ex, const kb_attrs *a, const kb_buf *in, int backward, kb_buf *out) {
+    kb_cuda_device *dev = kb_cuda_dev(ex);
+    KB_TRY(kb_cuda_bind(dev));
+    pool_geom g = pool_geom_of(a, &in[0]);
+    /* An empty x or y: the output is empty too, or (backward with an empty y) all zeros. */
+    if (in[0].size == 0 || (backward && in[2].size == 0)) {
+        KB_CUDA_CHECK(cudaMemsetAsync(out->data, 0, (size_t)out->size * sizeof(T), dev->stream));
+        return KB_OK;
+    }
+#ifdef KB_WITH_CUDNN
+    int fits = 1;
+    for (int64_t v : {g.N, g.C, g.H, g.W, g.KH, g.KW, g.sh, g.sw}) fits = fits && v <= INT32_MAX;
+    if (g.pt == g.pb && g.pl == g.pr && fits) return pool_cudnn<T>(dev, g, in, backward, out);
+#endif
+    return pool_own<T>(dev, g, &in[0], backward ? &in[2] : nullptr, out);
+}
+
+kb_status pool_dispatch(const kb_exec *ex, const kb_attrs *a, const kb_buf *in, int backward, kb_buf *out) {
+    switch (in[0].dtype) {
+    case KB_FLOAT16: return pool_exec<__half>(ex, a, in, backward, out);
+    case KB_BFLOAT16: return pool_exec<__nv_bfloat16>(ex, a, in, backward, out);
+    case KB_FLOAT32: return pool_exec<float>(ex, a, in, backward, out);
+    case KB_FLOAT64: return pool_exec<double>(ex, a, in, backward, out);
+    default: return kb_cuda_dtype_error(ex, in[0].dtype, "float16, bfloat16, float32 or float64");
+    }
+}
+
+}  // namespace
+
+extern "C" kb_status kb_cuda_pool2d(const kb_exec *ex, const kb_attrs *a, const kb_buf *in, int n_in, kb_buf *out) {
+    (void)n_in;
+    return pool_dispatch(ex, a, in, 0, out);
+}
+
+extern "C" kb_status kb_cuda_pool2d_grad(const kb_exec *ex, const kb_attrs *a, const kb_buf *in, int n_in,
+                                         kb_buf *out) {
+    (void)n_in;
+    return pool_dispatch(ex, a, in, 1, out);
 }

@@ -206,3 +206,116 @@ kb_status kb_cpu_conv2d_backprop_filter(const kb_exec *ex, const kb_attrs *a, co
     (void)n_in;
     return conv_run(ex, a, &in[0], out, BWD_FILTER, in[0].data, out->data, in[2].data);
 }
+
+/* ---- pool2d ---------------------------------------------------------------------------------- */
+
+/* Pooling geometry: sizes, pads before, and element strides of x and y in their data format. */
+typedef struct {
+    int64_t N, C, H, W, OH, OW, KH, KW, sh, sw, pt, pl;
+    int64_t xs[4], ys[4]; /* strides of n, c, h, w */
+    int avg;
+} pgeom;
+
+static pgeom pgeom_of(const kb_attrs *a, const kb_buf *x) {
+    pgeom g;
+    int cf = a->i64[5] != 0;
+    g.N = x->shape[0];
+    g.C = x->shape[cf ? 1 : 3];
+    g.H = x->shape[cf ? 2 : 1];
+    g.W = x->shape[cf ? 3 : 2];
+    g.KH = a->i64[0];
+    g.KW = a->i64[1];
+    g.sh = a->i64[2];
+    g.sw = a->i64[3];
+    g.avg = a->i64[6] != 0;
+    axis_geom(g.H, g.KH, g.sh, 1, a->i64[4] != 0, &g.OH, &g.pt);
+    axis_geom(g.W, g.KW, g.sw, 1, a->i64[4] != 0, &g.OW, &g.pl);
+    int64_t hw[2][2] = {{g.H, g.W}, {g.OH, g.OW}};
+    for (int t = 0; t < 2; ++t) {
+        int64_t *s = t ? g.ys : g.xs, h = hw[t][0], w = hw[t][1];
+        s[0] = g.C * h * w;
+        s[1] = cf ? h * w : 1;
+        s[2] = cf ? w : w * g.C;
+        s[3] = cf ? 1 : g.C;
+    }
+    return g;
+}
+
+/* The window of output (oh, ow) clipped to the image: rows [h0, h1), columns [w0, w1). */
+#define POOL_WINDOW(g, oh, ow)                                                                   \
+    int64_t h0 = (oh) * (g).sh - (g).pt, w0 = (ow) * (g).sw - (g).pl;                           \
+    int64_t h1 = h0 + (g).KH < (g).H ? h0 + (g).KH : (g).H, w1 = w0 + (g).KW < (g).W ? w0 + (g).KW : (g).W; \
+    if (h0 < 0) h0 = 0;                                                                          \
+    if (w0 < 0) w0 = 0
+
+/* Max: the first maximum in row-major order (a NaN wins and stays); avg: mean of the unpadded cells.
+ * *arg = offset of the maximum (max) within x. */
+#define POOL_FWD(T)                                                                               \
+    static T pool_window_##T(const pgeom *g, const T *x, int64_t base, int64_t oh, int64_t ow, int64_t *arg) { \
+        POOL_WINDOW(*g, oh, ow);                                                                  \
+        T best = 0, sum = 0;                                                                      \
+        int64_t where = -1;                                                                       \
+        for (int64_t h = h0; h < h1; ++h)                                                         \
+            for (int64_t w = w0; w < w1; ++w) {                                                   \
+                int64_t off = base + h * g->xs[2] + w * g->xs[3];                                 \
+                T v = x[off];                                                                     \
+                sum += v;                                                                         \
+                if (where < 0 || v > best || (v != v && best == best)) best = v, where = off;     \
+            }                                                                                     \
+        *arg = where;                                                                             \
+        return g->avg ? sum / (T)((h1 - h0) * (w1 - w0)) : best;                                  \
+    }                                                                                             \
+    static void pool_fwd_##T(const pgeom *g, const T *x, T *y) {                                  \
+        _Pragma("omp parallel for if (g->N * g->C * g->OH * g->OW > KB_OMP_MIN)")                \
+        for (int64_t nc = 0; nc < g->N * g->C; ++nc) {                                            \
+            int64_t n = nc / g->C, c = nc % g->C, arg;                                            \
+            for (int64_t oh = 0; oh < g->OH; ++oh)                                                \
+                for (int64_t ow = 0; ow < g->OW; ++ow)                                            \
+                    y[n * g->ys[0] + c * g->ys[1] + oh * g->ys[2] + ow * g->ys[3]] =              \
+                        pool_window_##T(g, x, n * g->xs[0] + c * g->xs[1], oh, ow, &arg);         \
+        }                                                                                         \
+    }                                                                                             \
+    /* dx (zeroed) += each dy at its window's first maximum (max) or spread over it (avg). One     \
+     * (n, c) plane per iteration: windows of different planes never overlap. */                 \
+    static void pool_bwd_##T(const pgeom *g, const T *x, const T *dy, T *dx) {                    \
+        _Pragma("omp parallel for if (g->N * g->C * g->OH * g->OW > KB_OMP_MIN)")                \
+        for (int64_t nc = 0; nc < g->N * g->C; ++nc) {                                            \
+            int64_t n = nc / g->C, c = nc % g->C, base = n * g->xs[0] + c * g->xs[1], arg;        \
+            for (int64_t oh = 0; oh < g->OH; ++oh)                                                \
+                for (int64_t ow = 0; ow < g->OW; ++ow) {                                          \
+                    T d = dy[n * g->ys[0] + c * g->ys[1] + oh * g->ys[2] + ow * g->ys[3]];        \
+                    if (!g->avg) {                                                                \
+                        pool_window_##T(g, x, base, oh, ow, &arg);                                \
+                        dx[arg] += d;                                                             \
+                        continue;                                                                 \
+                    }                                                                             \
+                    POOL_WINDOW(*g, oh, ow);                                                      \
+                    T share = d / (T)((h1 - h0) * (w1 - w0));                                     \
+                    for (int64_t h = h0; h < h1; ++h)                                             \
+                        for (int64_t w = w0; w < w1; ++w) dx[base + h * g->xs[2] + w * g->xs[3]] += share; \
+                }                                                                                 \
+        }                                                                                         \
+    }
+POOL_FWD(float)
+POOL_FWD(double)
+
+kb_status kb_cpu_pool2d(const kb_exec *ex, const kb_attrs *a, const kb_buf *in, int n_in, kb_buf *out) {
+    (void)n_in;
+    pgeom g = pgeom_of(a, &in[0]);
+    if (in[0].dtype == KB_FLOAT32) pool_fwd_float(&g, (const float *)in[0].data, (float *)out->data);
+    else if (in[0].dtype == KB_FLOAT64) pool_fwd_double(&g, (const double *)in[0].data, (double *)out->data);
+    else return kb_cpu_bad_dtype(ex, in[0].dtype);
+    return KB_OK;
+}
+
+kb_status kb_cpu_pool2d_grad(const kb_exec *ex, const kb_attrs *a, const kb_buf *in, int n_in, kb_buf *out) {
+    (void)n_in;
+    pgeom g = pgeom_of(a, &in[0]);
+    memset(out->data, 0, (size_t)out->size * kb_dtype_size(out->dtype));
+    if (in[0].dtype == KB_FLOAT32)
+        pool_bwd_float(&g, (const float *)in[0].data, (const float *)in[2].data, (float *)out->data);
+    else if (in[0].dtype == KB_FLOAT64)
+        pool_bwd_double(&g, (const double *)in[0].data, (const double *)in[2].data, (double *)out->data);
+    else return kb_cpu_bad_dtype(ex, in[0].dtype);
+    return KB_OK;
+}

@@ -251,3 +251,90 @@ kb_tensor *kb_conv1d(kb_tensor *x, kb_tensor *kernel, int64_t strides, kb_paddin
     kb_tensor *y = conv2d_node(fn, x4, k4, s, padding == KB_PADDING_SAME, cf, d);
     return y ? kb_squeeze(y, cf ? 2 : 1) : NULL;
 }
+
+/* ---- pool2d --------------------------------------------------------------------------------- */
+
+static kb_status infer_pool2d(const char *op, const kb_attrs *a, const kb_desc *in, int n_in, kb_desc *out) {
+    (void)n_in;
+    KB_TRY(kb_require_float_any(op, "x", in[0].dtype));
+    if (in[0].rank != 4) {
+        char s[160];
+        return kb_set_error(KB_ERR_SHAPE, "%s: x must be 4-D, got %s", op, kb_shape_str(&in[0], s, sizeof s));
+    }
+    kb_desc o = in[0];
+    int h_ax = a->i64[5] ? 2 : 1;
+    for (int i = 0; i < 2; ++i) {
+        int64_t d = in[0].shape[h_ax + i];
+        o.shape[h_ax + i] = out_dim(d, a->i64[i], a->i64[2 + i], (int)a->i64[4]);
+        if (o.shape[h_ax + i] == -2) return negative_dim(op, d, a->i64[i]);
+    }
+    *out = o;
+    return KB_OK;
+}
+
+/* pool2d_grad(x, y, dy): y and dy have pool2d(x)'s shape; the result has x's. */
+static kb_status infer_pool2d_grad(const char *op, const kb_attrs *a, const kb_desc *in, int n_in, kb_desc *out) {
+    kb_desc y;
+    KB_TRY(infer_pool2d(op, a, in, n_in, &y));
+    for (int j = 1; j < 3; ++j) {
+        int bad = in[j].dtype != in[0].dtype || in[j].rank != 4;
+        for (int d = 0; d < 4 && !bad; ++d)
+            bad = in[j].shape[d] >= 0 && y.shape[d] >= 0 && in[j].shape[d] != y.shape[d];
+        if (bad) {
+            char s1[160], s2[160];
+            return kb_set_error(KB_ERR_SHAPE, "%s: %s %s does not match the pooling output %s", op, j == 1 ? "y" : "dy",
+                                kb_shape_str(&in[j], s1, sizeof s1), kb_shape_str(&y, s2, sizeof s2));
+        }
+    }
+    *out = in[0];
+    return KB_OK;
+}
+
+static kb_status grad_pool2d(kb_tensor *n, kb_tensor *dy, kb_tensor **dx) {
+    dx[0] = node3("pool2d_grad", KB_OP_POOL2D_GRAD, n->in[0], n, dy, &n->attrs);
+    return dx[0] ? KB_OK : kb_last_status();
+}
+/* pool2d_grad is linear in dy and piecewise constant in x (max: which cell is the first maximum)
+ * or independent of it (avg). Avg: d<g, dx>/d dy = avg pool2d(g). Max would need "g at each
+ * window's first maximum", an op kb does not have: the second derivative of max pooling is
+ * refused. */
+static kb_status grad_pool2d_grad(kb_tensor *n, kb_tensor *g, kb_tensor **dx) {
+    if (n->attrs.i64[6] != 1)
+        return kb_set_error(KB_ERR_NOT_SUPPORTED, "kb_gradients: the second derivative of max pooling is not supported");
+    dx[0] = dx[1] = NULL;
+    dx[2] = kb_node("pool2d", KB_OP_POOL2D, &g, 1, &n->attrs);
+    return dx[2] ? KB_OK : kb_last_status();
+}
+
+const kb_op_def kb_opdef_pool2d = {"pool2d", 1, 0, infer_pool2d, grad_pool2d, kb_cpu_pool2d, KB_CUDA_KERNEL(pool2d)};
+const kb_op_def kb_opdef_pool2d_grad = {"pool2d_grad", 3, KB_OPF_INTERNAL, infer_pool2d_grad, grad_pool2d_grad,
+                                        kb_cpu_pool2d_grad, KB_CUDA_KERNEL(pool2d_grad)};
+
+kb_tensor *kb_pool2d(kb_tensor *x, const int64_t pool_size[2], const int64_t strides[2], kb_padding padding,
+                     kb_data_format_arg data_format, kb_pool_mode pool_mode) {
+    const char *fn = "kb_pool2d";
+    if (!kb_check_tensor(fn, "x", x)) return NULL;
+    if (!pool_size) {
+        kb_null_arg(fn, "pool_size");
+        return NULL;
+    }
+    int cf = channels_first(fn, x, data_format);
+    int64_t k[2], s[2];
+    if (cf < 0 || !check_padding(fn, padding, 0) || !read_positive(fn, "pool_size", pool_size, 2, k) ||
+        !read_positive(fn, "strides", strides, 2, s) || !check_rank(fn, "x", x, 4))
+        return NULL;
+    if (pool_mode != KB_POOL_MAX && pool_mode != KB_POOL_AVG) {
+        kb_set_error(KB_ERR_INVALID_ARGUMENT, "%s: Invalid pool_mode: %d", fn, (int)pool_mode);
+        return NULL;
+    }
+    kb_attrs a;
+    memset(&a, 0, sizeof a);
+    a.i64[0] = k[0];
+    a.i64[1] = k[1];
+    a.i64[2] = s[0];
+    a.i64[3] = s[1];
+    a.i64[4] = padding == KB_PADDING_SAME;
+    a.i64[5] = cf;
+    a.i64[6] = pool_mode == KB_POOL_AVG;
+    return kb_node(fn, KB_OP_POOL2D, &x, 1, &a);
+}
