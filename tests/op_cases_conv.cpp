@@ -52,6 +52,17 @@ void add_conv_cases(std::vector<OpCase> &v) {
                            [conv](kb_context *ctx, In in) { return vjp(conv(ctx, in), in[2], in[1]); },
                            {x_shape(c, cf), k_shape(c), y_shape(c, cf)}, {sym}, true, T32R, T64R));
         }
+    // conv2d_transpose: conv2d_backprop_input with x as dy; output_shape = conv2d's input shape.
+    for (const Conv &c : kConvs)
+        for (int cf = 0; c.d[0] == c.d[1] && cf < 2; ++cf) {  // unequal dilation is refused (atrous)
+            Shape xs = x_shape(c, cf);
+            int64_t os[4] = {xs[0], xs[1], xs[2], xs[3]};
+            Builder tr = [c, cf, os](kb_context *, In in) {
+                return kb_conv2d_transpose(in[0], in[1], os, c.s, c.pad, fmt(cf), c.d);
+            };
+            v.push_back(mk(KB_OP_CONV2D_BACKPROP_INPUT, std::string("conv2d_transpose_") + c.name + (cf ? "_cf" : "_cl"),
+                           tr, {y_shape(c, cf), k_shape(c)}, {sym}, true, T32R, T64R));
+        }
     // conv1d: conv2d on an inserted axis; causal = temporal_padding then 'valid'.
     struct C1 {
         const char *name;

@@ -230,6 +230,98 @@ TEST_F(Conv, Conv2dBadInput) {
     EXPECT_NE(kb_conv2d(x, k, nullptr, KB_PADDING_SAME, KB_DATA_FORMAT_CHANNELS_LAST, nullptr), nullptr);
 }
 
+// conv2d_transpose scatters: out[x-index] += xt[y-index] * k[k-index] over conv2d's taps, where
+// output_shape is conv2d's input shape, xt has conv2d's output shape and the transposed kernel
+// (kh, kw, out, in) is indexed as conv2d's (kh, kw, in', out').
+TEST_F(Conv, Conv2dTransposeMatchesScatterLoop) {
+    std::vector<Case> cases(std::begin(kCases), std::end(kCases));
+    cases.push_back({{2, 7, 6, 3}, {3, 2, 3, 2}, {1, 1}, {2, 2}, true, false});  // equal dilation (atrous)
+    cases.push_back({{2, 3, 7, 6}, {3, 2, 3, 2}, {1, 1}, {3, 3}, false, true});
+    for (const Case &c : cases)
+        for (kb_dtype dt : kFloats) {
+            if (c.d[0] != c.d[1]) continue;  // refused (tf.nn.atrous_conv2d_transpose): see the bad-input test
+            Geo g = geo(c.x, c.k, c.s, c.d, c.same, c.cf);
+            Shape ts = c.cf ? Shape{g.N, g.O, g.OH, g.OW} : Shape{g.N, g.OH, g.OW, g.O};
+            auto tv = random_values(gen, (size_t)numel(ts), -1, 1), kv = random_values(gen, (size_t)numel(c.k), -1, 1);
+            std::vector<double> ref((size_t)numel(c.x), 0.0);
+            each_tap(g, [&](int64_t y, int64_t x, int64_t k) { ref[(size_t)x] += tv[(size_t)y] * kv[(size_t)k]; });
+            int64_t os[4] = {c.x[0], c.x[1], c.x[2], c.x[3]};
+            kb_tensor *y = kb_conv2d_transpose(make_var(ctx, tv, ts, dt), make_var(ctx, kv, c.k, dt), os, c.s,
+                                               c.same ? KB_PADDING_SAME : KB_PADDING_VALID,
+                                               c.cf ? KB_DATA_FORMAT_CHANNELS_FIRST : KB_DATA_FORMAT_CHANNELS_LAST, c.d);
+            ASSERT_NE(y, nullptr) << kb_last_error();
+            HostValue hv = eval(y);
+            EXPECT_EQ(hv.shape, c.x);
+            EXPECT_TRUE(allclose(hv.v, ref, dt == KB_FLOAT32 ? Tol{1e-5, 1e-5} : Tol{1e-12, 1e-12}))
+                << shape_str(c.x) << " same=" << c.same << " cf=" << c.cf;
+        }
+}
+
+// A KB_NONE batch in output_shape is x's batch at run time (Keras' shape(x)[0]); the spec's test
+// shapes: x (2, 5, 6, 3), kernel (3, 3, 2, 3), output (2, 5, 6, 2), 'same'.
+TEST_F(Conv, Conv2dTransposeBatchFromRuntimeShape) {
+    int64_t ps[4] = {KB_NONE, 5, 6, 3};
+    kb_tensor *x = kb_placeholder(ctx, ps, 4, KB_FLOAT64, "x");
+    ASSERT_NE(x, nullptr) << kb_last_error();
+    Shape ks{3, 3, 2, 3}, xs{2, 5, 6, 3}, outs{2, 5, 6, 2};
+    const int64_t s1[2] = {1, 1};
+    auto kv = random_values(gen, (size_t)numel(ks), -1, 1), xv = random_values(gen, (size_t)numel(xs), -1, 1);
+    int64_t os[4] = {KB_NONE, 5, 6, 2};
+    kb_tensor *y = kb_conv2d_transpose(x, make_var(ctx, kv, ks, KB_FLOAT64), os, nullptr, KB_PADDING_SAME,
+                                       KB_DATA_FORMAT_CHANNELS_LAST, nullptr);
+    ASSERT_NE(y, nullptr) << kb_last_error();
+    int64_t dims[4];
+    ASSERT_EQ(kb_int_shape(y, dims), 4);
+    EXPECT_EQ(Shape(dims, dims + 4), (Shape{KB_NONE, 5, 6, 2}));
+    Geo g = geo(outs, ks, s1, s1, true, false);
+    std::vector<double> ref((size_t)numel(outs), 0.0);
+    each_tap(g, [&](int64_t yy, int64_t xx, int64_t k) { ref[(size_t)xx] += xv[(size_t)yy] * kv[(size_t)k]; });
+    auto bytes = to_bytes(xv, KB_FLOAT64);
+    RunResult r = run_function(ctx, {y}, KB_DEVICE_CPU, {x}, {feed_of(bytes, KB_FLOAT64, xs)});
+    ASSERT_TRUE(ok(r.status)) << r.error;
+    EXPECT_EQ(r.outs[0].shape, outs);
+    EXPECT_TRUE(allclose(r.outs[0].v, ref, 1e-12, 1e-12));
+}
+
+TEST_F(Conv, Conv2dTransposeBadInput) {
+    const char *fn = "kb_conv2d_transpose";
+    kb_tensor *x = make_var(ctx, std::vector<double>(2 * 3 * 3 * 2, 1.0), {2, 3, 3, 2});
+    kb_tensor *k = make_var(ctx, std::vector<double>(3 * 3 * 4 * 2, 1.0), {3, 3, 4, 2});
+    const int64_t os[4] = {2, 5, 5, 4}, s2[2] = {2, 2}, d2[2] = {2, 2}, d12[2] = {1, 2};
+    const kb_data_format_arg cl = KB_DATA_FORMAT_CHANNELS_LAST;
+    EXPECT_EQ(kb_conv2d_transpose(x, k, nullptr, nullptr, KB_PADDING_VALID, cl, nullptr), nullptr);
+    EXPECT_TRUE(has_error(KB_ERR_INVALID_ARGUMENT, {fn, "output_shape"}));
+    kb_clear_error();
+    EXPECT_EQ(kb_conv2d_transpose(x, k, os, nullptr, KB_PADDING_CAUSAL, cl, nullptr), nullptr);
+    EXPECT_TRUE(has_error(KB_ERR_INVALID_ARGUMENT, {fn, "Invalid padding: 2"}));
+    kb_clear_error();
+    EXPECT_EQ(kb_conv2d_transpose(x, k, os, s2, KB_PADDING_VALID, cl, d2), nullptr);
+    EXPECT_TRUE(has_error(KB_ERR_INVALID_ARGUMENT, {fn, "dilation_rate > 1"}));
+    kb_clear_error();
+    EXPECT_EQ(kb_conv2d_transpose(x, k, os, nullptr, KB_PADDING_VALID, cl, d12), nullptr);
+    EXPECT_TRUE(has_error(KB_ERR_INVALID_ARGUMENT, {fn, "must be equal in H and W"}));
+    kb_clear_error();
+    const int64_t bad_batch[4] = {3, 5, 5, 4}, zero_dim[4] = {2, 0, 5, 4};
+    EXPECT_EQ(kb_conv2d_transpose(x, k, bad_batch, nullptr, KB_PADDING_VALID, cl, nullptr), nullptr);
+    EXPECT_TRUE(has_error(KB_ERR_INVALID_ARGUMENT, {fn, "output_shape[0] = 3"}));
+    kb_clear_error();
+    EXPECT_EQ(kb_conv2d_transpose(x, k, zero_dim, nullptr, KB_PADDING_VALID, cl, nullptr), nullptr);
+    EXPECT_TRUE(has_error(KB_ERR_INVALID_ARGUMENT, {fn, "output_shape[0] = 0"}));
+    kb_clear_error();
+    // (2, 6, 6, 4) 'valid' with a 3x3 window gives 4x4, not x's 3x3.
+    const int64_t wrong[4] = {2, 6, 6, 4}, wrong_c[4] = {2, 5, 5, 3};
+    EXPECT_EQ(kb_conv2d_transpose(x, k, wrong, nullptr, KB_PADDING_VALID, cl, nullptr), nullptr);
+    EXPECT_TRUE(has_error(KB_ERR_SHAPE, {fn, "does not match the convolution output"}));
+    kb_clear_error();
+    EXPECT_EQ(kb_conv2d_transpose(x, k, wrong_c, nullptr, KB_PADDING_VALID, cl, nullptr), nullptr);
+    EXPECT_TRUE(has_error(KB_ERR_SHAPE, {fn, "input channels"}));
+    kb_clear_error();
+    EXPECT_EQ(kb_conv2d_transpose(x, k, os, s2, KB_PADDING_VALID, cl, nullptr), nullptr);  // 5x5 / 2 -> 2x2
+    EXPECT_TRUE(has_error(KB_ERR_SHAPE, {fn, "does not match"}));
+    kb_clear_error();
+    EXPECT_NE(kb_conv2d_transpose(x, k, os, nullptr, KB_PADDING_VALID, cl, nullptr), nullptr) << kb_last_error();
+}
+
 }  // namespace
 
 namespace {

@@ -591,6 +591,14 @@ KB_API kb_tensor *kb_conv1d(kb_tensor *x, kb_tensor *kernel, int64_t strides, kb
  * first maximum of each window (row-major scan), as TF's CPU kernel. */
 KB_API kb_tensor *kb_pool2d(kb_tensor *x, const int64_t pool_size[2], const int64_t strides[2], kb_padding padding,
                             kb_data_format_arg data_format, kb_pool_mode pool_mode);
+/** Keras conv2d_transpose: x 4-D in data_format, kernel (kh, kw, out, in) (TF's transposed filter),
+ * output_shape the 4 output dims in the data_format layout (required; KB_NONE batch = x's batch at
+ * run time). The gradient of conv2d w.r.t. its input: output_shape must be a shape that conv2d with
+ * the same strides / padding / dilation maps onto x's spatial dims. strides > 1 with dilation > 1,
+ * and unequal dilation in H and W (tf.nn.atrous_conv2d_transpose), are refused. */
+KB_API kb_tensor *kb_conv2d_transpose(kb_tensor *x, kb_tensor *kernel, const int64_t output_shape[4],
+                                      const int64_t strides[2], kb_padding padding, kb_data_format_arg data_format,
+                                      const int64_t dilation_rate[2]);
 
 
 #ifdef __cplusplus

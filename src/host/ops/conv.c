@@ -252,6 +252,59 @@ kb_tensor *kb_conv1d(kb_tensor *x, kb_tensor *kernel, int64_t strides, kb_paddin
     return y ? kb_squeeze(y, cf ? 2 : 1) : NULL;
 }
 
+/* ---- conv2d_transpose ------------------------------------------------------------------------ */
+
+/* conv2d_transpose is conv2d_backprop_input (TF's conv2d_transpose calls exactly that op): the
+ * transposed filter (kh, kw, out, in) is conv2d's kernel (kh, kw, in', out') with in' = the
+ * transpose's output channels and out' = x's channels, and x plays dy. The op's first input only
+ * gives the output shape; it is a (batch, 1, 1, 1) slice of x tiled to output_shape (so an unknown
+ * batch is x's at run time, as Keras' shape(x)[0]), which costs one output-sized fill. The
+ * gradient is the op's own rule (conv2d for x, conv2d_backprop_filter for the kernel). */
+kb_tensor *kb_conv2d_transpose(kb_tensor *x, kb_tensor *kernel, const int64_t output_shape[4],
+                               const int64_t strides[2], kb_padding padding, kb_data_format_arg data_format,
+                               const int64_t dilation_rate[2]) {
+    const char *fn = "kb_conv2d_transpose";
+    if (!kb_check_tensor(fn, "x", x) || !kb_check_tensor(fn, "kernel", kernel)) return NULL;
+    if (!output_shape) {
+        kb_null_arg(fn, "output_shape");
+        return NULL;
+    }
+    int cf = channels_first(fn, x, data_format);
+    int64_t s[2], d[2], os[4];
+    if (cf < 0 || !check_padding(fn, padding, 0) || !read_positive(fn, "strides", strides, 2, s) ||
+        !read_positive(fn, "dilation_rate", dilation_rate, 2, d) ||
+        !read_positive(fn, "output_shape", output_shape + 1, 3, os + 1) || !check_rank(fn, "x", x, 4) || !check_rank(fn, "kernel", kernel, 4))
+        return NULL;
+    if (d[0] != d[1]) {
+        kb_set_error(KB_ERR_INVALID_ARGUMENT, "%s: dilation_rate (%lld, %lld) must be equal in H and W "
+                     "(tf.nn.atrous_conv2d_transpose)", fn, (long long)d[0], (long long)d[1]);
+        return NULL;
+    }
+    if ((s[0] > 1 || s[1] > 1) && d[0] > 1) {
+        kb_set_error(KB_ERR_INVALID_ARGUMENT,
+                     "%s: strides > 1 not supported in conjunction with dilation_rate > 1 (tf.nn.convolution)", fn);
+        return NULL;
+    }
+    int64_t xn = x->desc.shape[0];
+    if (output_shape[0] != KB_NONE && (output_shape[0] < 0 || (xn >= 0 && output_shape[0] != xn))) {
+        kb_set_error(KB_ERR_INVALID_ARGUMENT, "%s: output_shape[0] = %lld must be KB_NONE or x's batch size %lld", fn,
+                     (long long)output_shape[0], (long long)xn);
+        return NULL;
+    }
+    const int64_t start[4] = {0, 0, 0, 0}, size[4] = {-1, 1, 1, 1}, reps[4] = {1, os[1], os[2], os[3]};
+    kb_tensor *shape_of = kb_tile(kb_slice(x, start, size, 4), reps, 4);
+    if (!shape_of) return NULL;
+    kb_attrs a;
+    memset(&a, 0, sizeof a);
+    a.i64[0] = s[0];
+    a.i64[1] = s[1];
+    a.i64[2] = d[0];
+    a.i64[3] = d[1];
+    a.i64[4] = padding == KB_PADDING_SAME;
+    a.i64[5] = cf;
+    return node3(fn, KB_OP_CONV2D_BACKPROP_INPUT, shape_of, kernel, x, &a);
+}
+
 /* ---- pool2d --------------------------------------------------------------------------------- */
 
 static kb_status infer_pool2d(const char *op, const kb_attrs *a, const kb_desc *in, int n_in, kb_desc *out) {
