@@ -63,6 +63,16 @@ void add_conv_cases(std::vector<OpCase> &v) {
             v.push_back(mk(KB_OP_CONV2D_BACKPROP_INPUT, std::string("conv2d_transpose_") + c.name + (cf ? "_cf" : "_cl"),
                            tr, {y_shape(c, cf), k_shape(c)}, {sym}, true, T32R, T64R));
         }
+    // depthwise_conv2d: conv2d with a block-diagonal kernel built from (kh, kw, 3, 2).
+    for (const Conv &c : kConvs)
+        for (int cf = 0; cf < 2; ++cf) {
+            v.push_back(mk(KB_OP_CONV2D, std::string("depthwise_conv2d_") + c.name + (cf ? "_cf" : "_cl"),
+                           [c, cf](kb_context *, In in) {
+                               return kb_depthwise_conv2d(in[0], in[1], c.s, c.pad, fmt(cf), c.d);
+                           },
+                           {x_shape(c, cf), k_shape(c)}, {sym}, true, T32R, T64R));
+            v.back().half = true;
+        }
     // conv1d: conv2d on an inserted axis; causal = temporal_padding then 'valid'.
     struct C1 {
         const char *name;

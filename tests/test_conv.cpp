@@ -322,6 +322,88 @@ TEST_F(Conv, Conv2dTransposeBadInput) {
     EXPECT_NE(kb_conv2d_transpose(x, k, os, nullptr, KB_PADDING_VALID, cl, nullptr), nullptr) << kb_last_error();
 }
 
+// depthwise_conv2d against a per-channel loop: y[n, c * M + m, oh, ow] = sum over the taps inside x
+// of x[n, c, ih, iw] * k[kh, kw, c, m] (TF's channel-major output order).
+TEST_F(Conv, DepthwiseConv2dMatchesPerChannelLoop) {
+    struct DW {
+        Shape x;
+        int64_t kh, kw, M, s[2], d[2];
+        bool same, cf;
+    };
+    const DW cases[] = {{{2, 5, 6, 3}, 3, 3, 2, {1, 1}, {1, 1}, false, false},
+                        {{2, 3, 5, 6}, 3, 3, 2, {1, 1}, {1, 1}, false, true},
+                        {{2, 6, 7, 2}, 3, 2, 3, {2, 2}, {1, 1}, true, false},   // asymmetric 'same'
+                        {{2, 2, 6, 7}, 3, 2, 3, {2, 2}, {1, 1}, true, true},
+                        {{1, 7, 6, 3}, 2, 3, 1, {1, 1}, {2, 2}, true, false},   // dilation
+                        {{1, 3, 7, 6}, 2, 3, 2, {1, 1}, {3, 1}, false, true}};
+    for (const DW &c : cases)
+        for (kb_dtype dt : kFloats) {
+            int64_t C = c.cf ? c.x[1] : c.x[3];
+            Shape ks{c.kh, c.kw, C, c.M}, gk{c.kh, c.kw, C, 1};
+            Geo g = geo(c.x, gk, c.s, c.d, c.same, c.cf);  // one output channel per input channel
+            auto xv = random_values(gen, (size_t)numel(c.x), -1, 1), kv = random_values(gen, (size_t)numel(ks), -1, 1);
+            Shape ys = c.cf ? Shape{g.N, C * c.M, g.OH, g.OW} : Shape{g.N, g.OH, g.OW, C * c.M};
+            std::vector<double> ref((size_t)numel(ys), 0.0);
+            for (int64_t n = 0; n < g.N; ++n)
+                for (int64_t oh = 0; oh < g.OH; ++oh)
+                    for (int64_t ow = 0; ow < g.OW; ++ow)
+                        for (int64_t kh = 0; kh < c.kh; ++kh)
+                            for (int64_t kw = 0; kw < c.kw; ++kw) {
+                                int64_t ih = oh * g.sh - g.pt + kh * g.dh, iw = ow * g.sw - g.pl + kw * g.dw;
+                                if (ih < 0 || ih >= g.H || iw < 0 || iw >= g.W) continue;
+                                for (int64_t ch = 0; ch < C; ++ch)
+                                    for (int64_t m = 0; m < c.M; ++m) {
+                                        int64_t o = ch * c.M + m;
+                                        int64_t yidx = c.cf ? ((n * C * c.M + o) * g.OH + oh) * g.OW + ow
+                                                            : ((n * g.OH + oh) * g.OW + ow) * C * c.M + o;
+                                        ref[(size_t)yidx] += xv[(size_t)xi(g, n, ch, ih, iw)] *
+                                                             kv[(size_t)(((kh * c.kw + kw) * C + ch) * c.M + m)];
+                                    }
+                            }
+            kb_tensor *y = kb_depthwise_conv2d(make_var(ctx, xv, c.x, dt), make_var(ctx, kv, ks, dt), c.s,
+                                               c.same ? KB_PADDING_SAME : KB_PADDING_VALID,
+                                               c.cf ? KB_DATA_FORMAT_CHANNELS_FIRST : KB_DATA_FORMAT_CHANNELS_LAST, c.d);
+            ASSERT_NE(y, nullptr) << kb_last_error();
+            HostValue hv = eval(y);
+            EXPECT_EQ(hv.shape, ys);
+            EXPECT_TRUE(allclose(hv.v, ref, dt == KB_FLOAT32 ? Tol{1e-5, 1e-5} : Tol{1e-12, 1e-12}))
+                << shape_str(c.x) << " same=" << c.same << " cf=" << c.cf;
+        }
+}
+
+TEST_F(Conv, DepthwiseConv2dBadInput) {
+    const char *fn = "kb_depthwise_conv2d";
+    kb_tensor *x = make_var(ctx, std::vector<double>(2 * 5 * 5 * 3, 1.0), {2, 5, 5, 3});
+    kb_tensor *k = make_var(ctx, std::vector<double>(3 * 3 * 3 * 2, 1.0), {3, 3, 3, 2});
+    const int64_t s2[2] = {2, 2}, d2[2] = {2, 2};
+    const kb_data_format_arg cl = KB_DATA_FORMAT_CHANNELS_LAST;
+    EXPECT_EQ(kb_depthwise_conv2d(x, k, nullptr, (kb_padding)9, cl, nullptr), nullptr);
+    EXPECT_TRUE(has_error(KB_ERR_INVALID_ARGUMENT, {fn, "Invalid padding: 9"}));
+    kb_clear_error();
+    EXPECT_EQ(kb_depthwise_conv2d(x, k, s2, KB_PADDING_VALID, cl, d2), nullptr);
+    EXPECT_TRUE(has_error(KB_ERR_INVALID_ARGUMENT, {fn, "dilation_rate > 1"}));
+    kb_clear_error();
+    EXPECT_EQ(kb_depthwise_conv2d(x, k, nullptr, KB_PADDING_VALID, KB_DATA_FORMAT_CHANNELS_FIRST, nullptr), nullptr);
+    EXPECT_TRUE(has_error(KB_ERR_SHAPE, {fn, "input channels"}));
+    kb_clear_error();
+    kb_tensor *k3 = make_var(ctx, std::vector<double>(3 * 3 * 3, 1.0), {3, 3, 3});
+    EXPECT_EQ(kb_depthwise_conv2d(x, k3, nullptr, KB_PADDING_VALID, cl, nullptr), nullptr);
+    EXPECT_TRUE(has_error(KB_ERR_SHAPE, {fn, "depthwise_kernel must be 4-D"}));
+    kb_clear_error();
+    kb_tensor *big = make_var(ctx, std::vector<double>(6 * 6 * 3 * 2, 1.0), {6, 6, 3, 2});
+    EXPECT_EQ(kb_depthwise_conv2d(x, big, nullptr, KB_PADDING_VALID, cl, nullptr), nullptr);
+    EXPECT_TRUE(has_error(KB_ERR_SHAPE, {"Negative dimension size"}));
+    kb_clear_error();
+    kb_tensor *k64 = make_var(ctx, std::vector<double>(3 * 3 * 3 * 2, 1.0), {3, 3, 3, 2}, KB_FLOAT64);
+    EXPECT_EQ(kb_depthwise_conv2d(x, k64, nullptr, KB_PADDING_VALID, cl, nullptr), nullptr);
+    EXPECT_TRUE(has_error(KB_ERR_DTYPE, {}));
+    kb_clear_error();
+    EXPECT_EQ(kb_depthwise_conv2d(x, nullptr, nullptr, KB_PADDING_VALID, cl, nullptr), nullptr);
+    EXPECT_TRUE(has_error(KB_ERR_INVALID_ARGUMENT, {fn, "depthwise_kernel"}));
+    kb_clear_error();
+    EXPECT_NE(kb_depthwise_conv2d(x, k, nullptr, KB_PADDING_SAME, cl, nullptr), nullptr) << kb_last_error();
+}
+
 }  // namespace
 
 namespace {

@@ -305,6 +305,56 @@ kb_tensor *kb_conv2d_transpose(kb_tensor *x, kb_tensor *kernel, const int64_t ou
     return node3(fn, KB_OP_CONV2D_BACKPROP_INPUT, shape_of, kernel, x, &a);
 }
 
+/* ---- depthwise_conv2d, separable_conv2d, separable_conv1d ------------------------------------ */
+
+/* depthwise_conv2d is conv2d with a block-diagonal kernel (kh, kw, C, C * M) whose entry
+ * [., ., c, c' * M + m] is depthwise_kernel[., ., c, m] when c == c' and 0 otherwise (built as
+ * kernel (kh, kw, C, 1, M) times eye(C) seen as (1, 1, C, C, 1), then reshaped), so the output
+ * channels come out channel-major as TF's. The zero taps add exact zeros to finite sums, so the
+ * values are those of a per-channel loop (up to summation order); a non-finite input value also
+ * reaches the other channels of its pixel as NaN (0 * inf). It costs C times the multiply-adds of a
+ * grouped convolution; the gradient is conv2d's (backprop ops) through the multiply and reshapes.
+ * The kernel dims must be known at graph build. */
+static kb_tensor *depthwise_node(const char *fn, kb_tensor *x, kb_tensor *k, const int64_t s[2], int same, int cf,
+                                 const int64_t d[2]) {
+    const int64_t *ks = k->desc.shape;
+    for (int i = 0; i < 4; ++i)
+        if (ks[i] < 0) {
+            kb_set_error(KB_ERR_NOT_SUPPORTED, "%s: depthwise_kernel dims must be known at graph build", fn);
+            return NULL;
+        }
+    int64_t C = ks[2], M = ks[3], xc = x->desc.shape[cf ? 1 : 3];
+    if (xc >= 0 && xc != C) {
+        char s1[160], s2[160];
+        kb_set_error(KB_ERR_SHAPE, "%s: x %s has %lld input channels, depthwise_kernel %s expects %lld", fn,
+                     kb_shape_str(&x->desc, s1, sizeof s1), (long long)xc, kb_shape_str(&k->desc, s2, sizeof s2),
+                     (long long)C);
+        return NULL;
+    }
+    const int64_t k5[5] = {ks[0], ks[1], C, 1, M}, e5[5] = {1, 1, C, C, 1}, kf[4] = {ks[0], ks[1], C, C * M};
+    kb_tensor *eye = kb_eye(x->ctx, C, C, k->desc.dtype, NULL);
+    kb_tensor *full = eye ? kb_reshape(kb_multiply(kb_reshape(k, k5, 5), kb_reshape(eye, e5, 5)), kf, 4) : NULL;
+    return full ? conv2d_node(fn, x, full, s, same, cf, d) : NULL;
+}
+
+kb_tensor *kb_depthwise_conv2d(kb_tensor *x, kb_tensor *depthwise_kernel, const int64_t strides[2],
+                               kb_padding padding, kb_data_format_arg data_format, const int64_t dilation_rate[2]) {
+    const char *fn = "kb_depthwise_conv2d";
+    if (!kb_check_tensor(fn, "x", x) || !kb_check_tensor(fn, "depthwise_kernel", depthwise_kernel)) return NULL;
+    int cf = channels_first(fn, x, data_format);
+    int64_t s[2], d[2];
+    if (cf < 0 || !check_padding(fn, padding, 0) || !read_positive(fn, "strides", strides, 2, s) ||
+        !read_positive(fn, "dilation_rate", dilation_rate, 2, d) || !check_rank(fn, "x", x, 4) ||
+        !check_rank(fn, "depthwise_kernel", depthwise_kernel, 4))
+        return NULL;
+    if ((s[0] > 1 || s[1] > 1) && (d[0] > 1 || d[1] > 1)) {
+        kb_set_error(KB_ERR_INVALID_ARGUMENT,
+                     "%s: strides > 1 not supported in conjunction with dilation_rate > 1 (tf.nn.convolution)", fn);
+        return NULL;
+    }
+    return depthwise_node(fn, x, depthwise_kernel, s, padding == KB_PADDING_SAME, cf, d);
+}
+
 /* ---- pool2d --------------------------------------------------------------------------------- */
 
 static kb_status infer_pool2d(const char *op, const kb_attrs *a, const kb_desc *in, int n_in, kb_desc *out) {
