@@ -73,6 +73,26 @@ void add_conv_cases(std::vector<OpCase> &v) {
                            {x_shape(c, cf), k_shape(c)}, {sym}, true, T32R, T64R));
             v.back().half = true;
         }
+    // separable_conv2d / separable_conv1d: the depthwise cases, then a 1x1 conv to 2 channels.
+    for (const Conv &c : kConvs)
+        for (int cf = 0; cf < 2; ++cf) {
+            v.push_back(mk(KB_OP_CONV2D, std::string("separable_conv2d_") + c.name + (cf ? "_cf" : "_cl"),
+                           [c, cf](kb_context *, In in) {
+                               return kb_separable_conv2d(in[0], in[1], in[2], c.s, c.pad, fmt(cf), c.d);
+                           },
+                           {x_shape(c, cf), k_shape(c), {1, 1, 6, 2}}, {sym}, true, T32R, T64R));
+            v.back().half = true;
+        }
+    v.push_back(mk(KB_OP_CONV2D, "separable_conv1d_same_s2_cf",
+                   [](kb_context *, In in) {
+                       return kb_separable_conv1d(in[0], in[1], in[2], 2, KB_PADDING_SAME, fmt(1), 1);
+                   },
+                   {{2, 3, 7}, {3, 3, 2}, {1, 6, 2}}, {sym}, true, T32R, T64R));
+    v.push_back(mk(KB_OP_CONV2D, "separable_conv1d_valid_d2_cl",
+                   [](kb_context *, In in) {
+                       return kb_separable_conv1d(in[0], in[1], in[2], 1, KB_PADDING_VALID, fmt(0), 2);
+                   },
+                   {{2, 7, 3}, {2, 3, 2}, {1, 6, 2}}, {sym}, true, T32R, T64R));
     // conv1d: conv2d on an inserted axis; causal = temporal_padding then 'valid'.
     struct C1 {
         const char *name;

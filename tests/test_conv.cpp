@@ -324,42 +324,51 @@ TEST_F(Conv, Conv2dTransposeBadInput) {
 
 // depthwise_conv2d against a per-channel loop: y[n, c * M + m, oh, ow] = sum over the taps inside x
 // of x[n, c, ih, iw] * k[kh, kw, c, m] (TF's channel-major output order).
-TEST_F(Conv, DepthwiseConv2dMatchesPerChannelLoop) {
-    struct DW {
-        Shape x;
-        int64_t kh, kw, M, s[2], d[2];
-        bool same, cf;
-    };
-    const DW cases[] = {{{2, 5, 6, 3}, 3, 3, 2, {1, 1}, {1, 1}, false, false},
-                        {{2, 3, 5, 6}, 3, 3, 2, {1, 1}, {1, 1}, false, true},
-                        {{2, 6, 7, 2}, 3, 2, 3, {2, 2}, {1, 1}, true, false},   // asymmetric 'same'
-                        {{2, 2, 6, 7}, 3, 2, 3, {2, 2}, {1, 1}, true, true},
-                        {{1, 7, 6, 3}, 2, 3, 1, {1, 1}, {2, 2}, true, false},   // dilation
-                        {{1, 3, 7, 6}, 2, 3, 2, {1, 1}, {3, 1}, false, true}};
-    for (const DW &c : cases)
-        for (kb_dtype dt : kFloats) {
-            int64_t C = c.cf ? c.x[1] : c.x[3];
-            Shape ks{c.kh, c.kw, C, c.M}, gk{c.kh, c.kw, C, 1};
-            Geo g = geo(c.x, gk, c.s, c.d, c.same, c.cf);  // one output channel per input channel
-            auto xv = random_values(gen, (size_t)numel(c.x), -1, 1), kv = random_values(gen, (size_t)numel(ks), -1, 1);
-            Shape ys = c.cf ? Shape{g.N, C * c.M, g.OH, g.OW} : Shape{g.N, g.OH, g.OW, C * c.M};
-            std::vector<double> ref((size_t)numel(ys), 0.0);
-            for (int64_t n = 0; n < g.N; ++n)
-                for (int64_t oh = 0; oh < g.OH; ++oh)
-                    for (int64_t ow = 0; ow < g.OW; ++ow)
-                        for (int64_t kh = 0; kh < c.kh; ++kh)
-                            for (int64_t kw = 0; kw < c.kw; ++kw) {
-                                int64_t ih = oh * g.sh - g.pt + kh * g.dh, iw = ow * g.sw - g.pl + kw * g.dw;
-                                if (ih < 0 || ih >= g.H || iw < 0 || iw >= g.W) continue;
-                                for (int64_t ch = 0; ch < C; ++ch)
-                                    for (int64_t m = 0; m < c.M; ++m) {
-                                        int64_t o = ch * c.M + m;
-                                        int64_t yidx = c.cf ? ((n * C * c.M + o) * g.OH + oh) * g.OW + ow
-                                                            : ((n * g.OH + oh) * g.OW + ow) * C * c.M + o;
-                                        ref[(size_t)yidx] += xv[(size_t)xi(g, n, ch, ih, iw)] *
-                                                             kv[(size_t)(((kh * c.kw + kw) * C + ch) * c.M + m)];
-                                    }
+struct DW {
+    Shape x;
+    int64_t kh, kw, M, s[2], d[2];
+    bool same, cf;
+};
+const DW kDwCases[] = {{{2, 5, 6, 3}, 3, 3, 2, {1, 1}, {1, 1}, false, false},
+                       {{2, 3, 5, 6}, 3, 3, 2, {1, 1}, {1, 1}, false, true},
+                       {{2, 6, 7, 2}, 3, 2, 3, {2, 2}, {1, 1}, true, false},  // asymmetric 'same'
+                       {{2, 2, 6, 7}, 3, 2, 3, {2, 2}, {1, 1}, true, true},
+                       {{1, 7, 6, 3}, 2, 3, 1, {1, 1}, {2, 2}, true, false},  // dilation
+                       {{1, 3, 7, 6}, 2, 3, 2, {1, 1}, {3, 1}, false, true}};
+
+// The loop's output (layout of c.cf) into ref, its shape into ys.
+void depthwise_ref(const DW &c, const std::vector<double> &xv, const std::vector<double> &kv, std::vector<double> &ref,
+                   Shape &ys) {
+    int64_t C = c.cf ? c.x[1] : c.x[3];
+    Shape gk{c.kh, c.kw, C, 1};
+    Geo g = geo(c.x, gk, c.s, c.d, c.same, c.cf);  // one output channel per input channel
+    ys = c.cf ? Shape{g.N, C * c.M, g.OH, g.OW} : Shape{g.N, g.OH, g.OW, C * c.M};
+    ref.assign((size_t)numel(ys), 0.0);
+    for (int64_t n = 0; n < g.N; ++n)
+        for (int64_t oh = 0; oh < g.OH; ++oh)
+            for (int64_t ow = 0; ow < g.OW; ++ow)
+                for (int64_t kh = 0; kh < c.kh; ++kh)
+                    for (int64_t kw = 0; kw < c.kw; ++kw) {
+                        int64_t ih = oh * g.sh - g.pt + kh * g.dh, iw = ow * g.sw - g.pl + kw * g.dw;
+                        if (ih < 0 || ih >= g.H || iw < 0 || iw >= g.W) continue;
+                        for (int64_t ch = 0; ch < C; ++ch)
+                            for (int64_t m = 0; m < c.M; ++m) {
+                                int64_t o = ch * c.M + m;
+                                int64_t yidx = c.cf ? ((n * C * c.M + o) * g.OH + oh) * g.OW + ow
+                                                    : ((n * g.OH + oh) * g.OW + ow) * C * c.M + o;
+                                int64_t kidx = ((kh * c.kw + kw) * C + ch) * c.M + m;
+                                ref[(size_t)yidx] += xv[(size_t)xi(g, n, ch, ih, iw)] * kv[(size_t)kidx];
                             }
+                    }
+}
+
+TEST_F(Conv, DepthwiseConv2dMatchesPerChannelLoop) {
+    for (const DW &c : kDwCases)
+        for (kb_dtype dt : kFloats) {
+            Shape ks{c.kh, c.kw, c.cf ? c.x[1] : c.x[3], c.M}, ys;
+            auto xv = random_values(gen, (size_t)numel(c.x), -1, 1), kv = random_values(gen, (size_t)numel(ks), -1, 1);
+            std::vector<double> ref;
+            depthwise_ref(c, xv, kv, ref, ys);
             kb_tensor *y = kb_depthwise_conv2d(make_var(ctx, xv, c.x, dt), make_var(ctx, kv, ks, dt), c.s,
                                                c.same ? KB_PADDING_SAME : KB_PADDING_VALID,
                                                c.cf ? KB_DATA_FORMAT_CHANNELS_FIRST : KB_DATA_FORMAT_CHANNELS_LAST, c.d);
@@ -369,6 +378,100 @@ TEST_F(Conv, DepthwiseConv2dMatchesPerChannelLoop) {
             EXPECT_TRUE(allclose(hv.v, ref, dt == KB_FLOAT32 ? Tol{1e-5, 1e-5} : Tol{1e-12, 1e-12}))
                 << shape_str(c.x) << " same=" << c.same << " cf=" << c.cf;
         }
+}
+
+// separable = the depthwise loop, then out[., o, .] = sum over q of dw[., q, .] * pk[q, o] per pixel;
+// separable_conv1d runs the same cases with height-1 images (x without the size-1 axis).
+TEST_F(Conv, SeparableConvMatchesLoop) {
+    for (const DW &c2 : kDwCases)
+        for (int one_d = 0; one_d < 2; ++one_d) {
+            DW c = c2;
+            if (one_d) {  // height 1: keep the width axis, kernel rows 1
+                c.x[c.cf ? 2 : 1] = 1;
+                c.kh = 1;
+                c.s[0] = c.d[0] = 1;
+                if (c.s[1] > 1 && c.d[1] > 1) c.d[1] = 1;
+            }
+            int64_t C = c.cf ? c.x[1] : c.x[3], Q = C * c.M, O = 2;
+            Shape ks{c.kh, c.kw, C, c.M}, ps{1, 1, Q, O}, ys;
+            auto xv = random_values(gen, (size_t)numel(c.x), -1, 1), kv = random_values(gen, (size_t)numel(ks), -1, 1);
+            auto pv = random_values(gen, (size_t)numel(ps), -1, 1);
+            std::vector<double> dw;
+            depthwise_ref(c, xv, kv, dw, ys);
+            int64_t N = ys[0], P = numel(ys) / (N * Q);  // pixels per image
+            std::vector<double> ref((size_t)(N * P * O), 0.0);
+            for (int64_t n = 0; n < N; ++n)
+                for (int64_t p = 0; p < P; ++p)
+                    for (int64_t q = 0; q < Q; ++q)
+                        for (int64_t o = 0; o < O; ++o) {
+                            double v = dw[(size_t)(c.cf ? (n * Q + q) * P + p : (n * P + p) * Q + q)];
+                            int64_t yidx = c.cf ? (n * O + o) * P + p : (n * P + p) * O + o;
+                            ref[(size_t)yidx] += v * pv[(size_t)(q * O + o)];
+                        }
+            kb_padding pad = c.same ? KB_PADDING_SAME : KB_PADDING_VALID;
+            kb_data_format_arg f = c.cf ? KB_DATA_FORMAT_CHANNELS_FIRST : KB_DATA_FORMAT_CHANNELS_LAST;
+            kb_tensor *y;
+            Shape want = ys;
+            want[c.cf ? 1 : 3] = O;
+            if (one_d) {
+                Shape x3 = c.x, k3{c.kw, C, c.M}, p3{1, Q, O};
+                x3.erase(x3.begin() + (c.cf ? 2 : 1));
+                want.erase(want.begin() + (c.cf ? 2 : 1));
+                y = kb_separable_conv1d(make_var(ctx, xv, x3, KB_FLOAT64), make_var(ctx, kv, k3, KB_FLOAT64),
+                                        make_var(ctx, pv, p3, KB_FLOAT64), c.s[1], pad, f, c.d[1]);
+            } else {
+                y = kb_separable_conv2d(make_var(ctx, xv, c.x, KB_FLOAT64), make_var(ctx, kv, ks, KB_FLOAT64),
+                                        make_var(ctx, pv, ps, KB_FLOAT64), c.s, pad, f, c.d);
+            }
+            ASSERT_NE(y, nullptr) << kb_last_error();
+            HostValue hv = eval(y);
+            EXPECT_EQ(hv.shape, want);
+            EXPECT_TRUE(allclose(hv.v, ref, 1e-12, 1e-12)) << shape_str(c.x) << " 1d=" << one_d << " cf=" << c.cf;
+        }
+}
+
+TEST_F(Conv, SeparableConvBadInput) {
+    kb_tensor *x = make_var(ctx, std::vector<double>(2 * 5 * 5 * 3, 1.0), {2, 5, 5, 3});
+    kb_tensor *dk = make_var(ctx, std::vector<double>(3 * 3 * 3 * 2, 1.0), {3, 3, 3, 2});
+    kb_tensor *pk = make_var(ctx, std::vector<double>(6 * 4, 1.0), {1, 1, 6, 4});
+    kb_tensor *pk_bad = make_var(ctx, std::vector<double>(5 * 4, 1.0), {1, 1, 5, 4});
+    kb_tensor *pk_win = make_var(ctx, std::vector<double>(2 * 6 * 4, 1.0), {2, 1, 6, 4});
+    const int64_t s2[2] = {2, 2}, d2[2] = {2, 2};
+    const kb_data_format_arg cl = KB_DATA_FORMAT_CHANNELS_LAST;
+    const char *fn = "kb_separable_conv2d";
+    EXPECT_EQ(kb_separable_conv2d(x, dk, pk, nullptr, KB_PADDING_CAUSAL, cl, nullptr), nullptr);
+    EXPECT_TRUE(has_error(KB_ERR_INVALID_ARGUMENT, {fn, "Invalid padding: 2"}));
+    kb_clear_error();
+    EXPECT_EQ(kb_separable_conv2d(x, dk, pk, s2, KB_PADDING_VALID, cl, d2), nullptr);
+    EXPECT_TRUE(has_error(KB_ERR_INVALID_ARGUMENT, {fn, "dilation_rate > 1"}));
+    kb_clear_error();
+    EXPECT_EQ(kb_separable_conv2d(x, dk, pk_bad, nullptr, KB_PADDING_VALID, cl, nullptr), nullptr);
+    EXPECT_TRUE(has_error(KB_ERR_SHAPE, {fn, "input channels"}));
+    kb_clear_error();
+    EXPECT_EQ(kb_separable_conv2d(x, dk, pk_win, nullptr, KB_PADDING_VALID, cl, nullptr), nullptr);
+    EXPECT_TRUE(has_error(KB_ERR_SHAPE, {fn, "1x1 window"}));
+    kb_clear_error();
+    EXPECT_EQ(kb_separable_conv2d(x, dk, nullptr, nullptr, KB_PADDING_VALID, cl, nullptr), nullptr);
+    EXPECT_TRUE(has_error(KB_ERR_INVALID_ARGUMENT, {fn, "pointwise_kernel"}));
+    kb_clear_error();
+    EXPECT_NE(kb_separable_conv2d(x, dk, pk, nullptr, KB_PADDING_SAME, cl, nullptr), nullptr) << kb_last_error();
+    kb_tensor *x3 = make_var(ctx, std::vector<double>(2 * 7 * 3, 1.0), {2, 7, 3});
+    kb_tensor *dk3 = make_var(ctx, std::vector<double>(3 * 3 * 2, 1.0), {3, 3, 2});
+    kb_tensor *pk3 = make_var(ctx, std::vector<double>(6 * 4, 1.0), {1, 6, 4});
+    fn = "kb_separable_conv1d";
+    EXPECT_EQ(kb_separable_conv1d(x3, dk3, pk3, 1, KB_PADDING_CAUSAL, cl, 1), nullptr);
+    EXPECT_TRUE(has_error(KB_ERR_INVALID_ARGUMENT, {fn, "Invalid padding: 2"}));
+    kb_clear_error();
+    EXPECT_EQ(kb_separable_conv1d(x3, dk3, pk3, 2, KB_PADDING_VALID, cl, 2), nullptr);
+    EXPECT_TRUE(has_error(KB_ERR_INVALID_ARGUMENT, {fn, "dilation_rate > 1"}));
+    kb_clear_error();
+    EXPECT_EQ(kb_separable_conv1d(x3, dk, pk3, 1, KB_PADDING_VALID, cl, 1), nullptr);
+    EXPECT_TRUE(has_error(KB_ERR_SHAPE, {fn, "depthwise_kernel must be 3-D"}));
+    kb_clear_error();
+    EXPECT_EQ(kb_separable_conv1d(x3, dk3, pk3, 0, KB_PADDING_VALID, cl, 1), nullptr);
+    EXPECT_TRUE(has_error(KB_ERR_INVALID_ARGUMENT, {fn, "strides[0] = 0"}));
+    kb_clear_error();
+    EXPECT_NE(kb_separable_conv1d(x3, dk3, pk3, 2, KB_PADDING_SAME, cl, 1), nullptr) << kb_last_error();
 }
 
 TEST_F(Conv, DepthwiseConv2dBadInput) {

@@ -604,6 +604,16 @@ KB_API kb_tensor *kb_conv2d_transpose(kb_tensor *x, kb_tensor *kernel, const int
 KB_API kb_tensor *kb_depthwise_conv2d(kb_tensor *x, kb_tensor *depthwise_kernel, const int64_t strides[2],
                                       kb_padding padding, kb_data_format_arg data_format,
                                       const int64_t dilation_rate[2]);
+/** Keras separable_conv2d: depthwise_conv2d(x, depthwise_kernel (kh, kw, in, M)) with strides,
+ * padding and dilation, then a 1x1 'valid' conv2d with pointwise_kernel (1, 1, in * M, out). */
+KB_API kb_tensor *kb_separable_conv2d(kb_tensor *x, kb_tensor *depthwise_kernel, kb_tensor *pointwise_kernel,
+                                      const int64_t strides[2], kb_padding padding, kb_data_format_arg data_format,
+                                      const int64_t dilation_rate[2]);
+/** Keras separable_conv1d: x 3-D, depthwise_kernel (k, in, M), pointwise_kernel (1, in * M, out);
+ * separable_conv2d on an inserted size-1 axis ('causal' is refused, as Keras' TF backend). */
+KB_API kb_tensor *kb_separable_conv1d(kb_tensor *x, kb_tensor *depthwise_kernel, kb_tensor *pointwise_kernel,
+                                      int64_t strides, kb_padding padding, kb_data_format_arg data_format,
+                                      int64_t dilation_rate);
 
 
 #ifdef __cplusplus

@@ -355,6 +355,70 @@ kb_tensor *kb_depthwise_conv2d(kb_tensor *x, kb_tensor *depthwise_kernel, const 
     return depthwise_node(fn, x, depthwise_kernel, s, padding == KB_PADDING_SAME, cf, d);
 }
 
+/* The pointwise step of the separable convolutions: a 1x1 'valid' conv2d with stride 1. TF requires
+ * a 1x1 pointwise filter; its input channels must be in * M (conv2d's channel check). */
+static kb_tensor *pointwise(const char *fn, kb_tensor *y, kb_tensor *pk, int cf) {
+    if (!y) return NULL;
+    if (pk->desc.shape[0] != 1 || pk->desc.shape[1] != 1) {
+        char s1[160];
+        kb_set_error(KB_ERR_SHAPE, "%s: pointwise_kernel %s must have a 1x1 window", fn,
+                     kb_shape_str(&pk->desc, s1, sizeof s1));
+        return NULL;
+    }
+    const int64_t one[2] = {1, 1};
+    return conv2d_node(fn, y, pk, one, 0, cf, one);
+}
+
+/* Checks shared by both separable functions: x and both kernels have rank `rank`. */
+static int separable_args(const char *fn, kb_tensor *x, kb_tensor *dk, kb_tensor *pk, kb_padding padding, int rank) {
+    return kb_check_tensor(fn, "x", x) && kb_check_tensor(fn, "depthwise_kernel", dk) &&
+           kb_check_tensor(fn, "pointwise_kernel", pk) && check_padding(fn, padding, 0) &&
+           check_rank(fn, "x", x, rank) &&
+           check_rank(fn, "depthwise_kernel", dk, rank) && check_rank(fn, "pointwise_kernel", pk, rank);
+}
+
+kb_tensor *kb_separable_conv2d(kb_tensor *x, kb_tensor *depthwise_kernel, kb_tensor *pointwise_kernel,
+                               const int64_t strides[2], kb_padding padding, kb_data_format_arg data_format,
+                               const int64_t dilation_rate[2]) {
+    const char *fn = "kb_separable_conv2d";
+    if (!separable_args(fn, x, depthwise_kernel, pointwise_kernel, padding, 4)) return NULL;
+    int cf = channels_first(fn, x, data_format);
+    int64_t s[2], d[2];
+    if (cf < 0 || !read_positive(fn, "strides", strides, 2, s) ||
+        !read_positive(fn, "dilation_rate", dilation_rate, 2, d))
+        return NULL;
+    if ((s[0] > 1 || s[1] > 1) && (d[0] > 1 || d[1] > 1)) {
+        kb_set_error(KB_ERR_INVALID_ARGUMENT,
+                     "%s: strides > 1 not supported in conjunction with dilation_rate > 1 (tf.nn.convolution)", fn);
+        return NULL;
+    }
+    return pointwise(fn, depthwise_node(fn, x, depthwise_kernel, s, padding == KB_PADDING_SAME, cf, d),
+                     pointwise_kernel, cf);
+}
+
+kb_tensor *kb_separable_conv1d(kb_tensor *x, kb_tensor *depthwise_kernel, kb_tensor *pointwise_kernel,
+                               int64_t strides, kb_padding padding, kb_data_format_arg data_format,
+                               int64_t dilation_rate) {
+    const char *fn = "kb_separable_conv1d";
+    if (!separable_args(fn, x, depthwise_kernel, pointwise_kernel, padding, 3)) return NULL;
+    int cf = channels_first(fn, x, data_format);
+    int64_t s[2] = {1, 1}, d[2] = {1, 1};
+    if (cf < 0 || !read_positive(fn, "strides", &strides, 1, &s[1]) ||
+        !read_positive(fn, "dilation_rate", &dilation_rate, 1, &d[1]))
+        return NULL;
+    if (s[1] > 1 && d[1] > 1) {
+        kb_set_error(KB_ERR_INVALID_ARGUMENT,
+                     "%s: strides > 1 not supported in conjunction with dilation_rate > 1 (tf.nn.convolution)", fn);
+        return NULL;
+    }
+    /* The 1-D axis becomes the width of an image of height 1. */
+    kb_tensor *x4 = kb_expand_dims(x, cf ? 2 : 1);
+    kb_tensor *dk4 = kb_expand_dims(depthwise_kernel, 0), *pk4 = kb_expand_dims(pointwise_kernel, 0);
+    if (!x4 || !dk4 || !pk4) return NULL;
+    kb_tensor *y = pointwise(fn, depthwise_node(fn, x4, dk4, s, padding == KB_PADDING_SAME, cf, d), pk4, cf);
+    return y ? kb_squeeze(y, cf ? 2 : 1) : NULL;
+}
+
 /* ---- pool2d --------------------------------------------------------------------------------- */
 
 static kb_status infer_pool2d(const char *op, const kb_attrs *a, const kb_desc *in, int n_in, kb_desc *out) {
