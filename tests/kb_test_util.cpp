@@ -313,6 +313,10 @@ Tol default_tol(kb_dtype dt) {
 
 // ---- functions ---------------------------------------------------------------------------------
 
+std::vector<double> rounded(const std::vector<double> &v, kb_dtype dt) {
+    return from_bytes(to_bytes(v, dt).data(), v.size(), dt);
+}
+
 kb_feed feed_of(const std::vector<unsigned char> &bytes, kb_dtype dt, const Shape &shape) {
     kb_feed f = {};
     f.data = bytes.data();

@@ -46,6 +46,9 @@ std::vector<double> random_values(std::mt19937_64 &gen, size_t n, double lo, dou
 std::vector<unsigned char> to_bytes(const std::vector<double> &v, kb_dtype dt);
 std::vector<double> from_bytes(const void *p, size_t n, kb_dtype dt);
 
+// v rounded to dtype dt and back (the values a dt tensor made from v holds).
+std::vector<double> rounded(const std::vector<double> &v, kb_dtype dt);
+
 // A value read back from kb, converted to double.
 struct HostValue {
     kb_dtype dtype = KB_FLOAT32;
@@ -83,6 +86,14 @@ Tol default_tol(kb_dtype dt);
 ::testing::AssertionResult ok(kb_status s);
 // The status of the last call was `want` and the message contains each of `needles`.
 ::testing::AssertionResult has_error(kb_status want, const std::vector<std::string> &needles = {});
+
+// A constructor call that must fail: NULL, with status `st` and a message containing the needles.
+#define EXPECT_NULL_WITH(call, st, ...)                     \
+    do {                                                    \
+        kb_clear_error();                                   \
+        EXPECT_EQ((call), nullptr) << #call;                \
+        EXPECT_TRUE(has_error(st, ##__VA_ARGS__)) << #call; \
+    } while (0)
 
 // ---- functions ---------------------------------------------------------------------------------
 

@@ -21,10 +21,6 @@ const kb_dtype kAllFloats[] = {KB_FLOAT16, KB_BFLOAT16, KB_FLOAT32, KB_FLOAT64};
 const kb_dtype kInts[] = {KB_INT8, KB_UINT8, KB_INT32, KB_INT64};
 
 // Values as stored in dt (the reference starts from the same inputs).
-std::vector<double> rounded(const std::vector<double> &v, kb_dtype dt) {
-    return from_bytes(to_bytes(v, dt).data(), v.size(), dt);
-}
-
 // Tolerance for a result computed in float32 and rounded once to dt.
 Tol tol_of(kb_dtype dt) {
     if (dt == KB_FLOAT16) return {1e-3, 1e-4};   // 11-bit mantissa: half an ulp is 2^-11
@@ -492,13 +488,6 @@ TEST_F(Elementwise, FamilyCasesAgreeAcrossDtypes) {
 }
 
 // ---- bad input -----------------------------------------------------------------------------------
-
-#define EXPECT_NULL_WITH(call, st, ...)                                \
-    do {                                                               \
-        kb_clear_error();                                              \
-        EXPECT_EQ((call), nullptr) << #call;                           \
-        EXPECT_TRUE(has_error(st, ##__VA_ARGS__)) << #call;            \
-    } while (0)
 
 TEST_F(Elementwise, BadInput) {
     kb_tensor *f = make_const(ctx, {1, 2, 3, 4, 5, 6}, {2, 3});

@@ -51,13 +51,6 @@ protected:
         EXPECT_TRUE(has_error(st, ##__VA_ARGS__)) << #call;                                  \
     } while (0)
 
-#define EXPECT_NULL_WITH(call, st, ...)                                                      \
-    do {                                                                                     \
-        kb_clear_error();                                                                    \
-        EXPECT_EQ((call), nullptr) << #call;                                                 \
-        EXPECT_TRUE(has_error(st, ##__VA_ARGS__)) << #call;                                  \
-    } while (0)
-
 TEST_F(Errors, StatusApi) {
     kb_clear_error();
     EXPECT_EQ(kb_last_status(), KB_OK);

@@ -21,9 +21,6 @@ const kb_dtype kFloatTypes[] = {KB_FLOAT32, KB_FLOAT64};
 const double kInf = std::numeric_limits<double>::infinity();
 const double kNan = std::numeric_limits<double>::quiet_NaN();
 
-std::vector<double> rounded(const std::vector<double> &v, kb_dtype dt) {
-    return from_bytes(to_bytes(v, dt).data(), v.size(), dt);
-}
 std::vector<double> map(const std::vector<double> &v, const std::function<double(double)> &f) {
     std::vector<double> o;
     for (double x : v) o.push_back(f(x));
@@ -469,13 +466,6 @@ TEST_F(Nn, FamilyCasesAgreeAcrossDtypes) {
 }
 
 // ---- bad input ---------------------------------------------------------------------------------
-
-#define EXPECT_NULL_WITH(call, st, ...)                     \
-    do {                                                    \
-        kb_clear_error();                                   \
-        EXPECT_EQ((call), nullptr) << #call;                \
-        EXPECT_TRUE(has_error(st, ##__VA_ARGS__)) << #call; \
-    } while (0)
 
 TEST_F(Nn, BadInput) {
     kb_tensor *f = make_const(ctx, {1, 2, 3, 4, 5, 6}, {2, 3});

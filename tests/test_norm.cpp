@@ -13,10 +13,6 @@ using namespace kbt;
 class Norm : public KbTest {};
 
 // Values rounded to the dtype they are stored in.
-std::vector<double> rounded(const std::vector<double> &v, kb_dtype dt) {
-    return from_bytes(to_bytes(v, dt).data(), v.size(), dt);
-}
-
 // Index of element i of shape s in the kept-axes group (C order over the kept axes).
 int64_t group_of(int64_t i, const Shape &s, unsigned mask) {
     int64_t g = 0, st = 1;

@@ -14,10 +14,6 @@ using namespace kbt;
 const kb_dtype kFloatTypes[] = {KB_FLOAT32, KB_FLOAT64};
 
 // Values rounded to the dtype they are stored in (the reference starts from the same inputs).
-std::vector<double> rounded(const std::vector<double> &v, kb_dtype dt) {
-    return from_bytes(to_bytes(v, dt).data(), v.size(), dt);
-}
-
 // C-order strides and index helpers.
 std::vector<int64_t> strides_of(const Shape &s) {
     std::vector<int64_t> st(s.size(), 1);

@@ -16,10 +16,6 @@ const double kInf = std::numeric_limits<double>::infinity();
 class Reduce : public KbTest {};
 
 // Values rounded to the dtype they are stored in (the reference starts from the same inputs).
-std::vector<double> rounded(const std::vector<double> &v, kb_dtype dt) {
-    return from_bytes(to_bytes(v, dt).data(), v.size(), dt);
-}
-
 // Reference reduction of x (shape s) over the axes in `mask`: f folds the group's values (in
 // C order) into one number.
 template <class F>

@@ -354,13 +354,6 @@ TEST_F(Shape_, ConcatenateGradientWithUnknownLength) {
 
 // ---- bad input -----------------------------------------------------------------------------------
 
-#define EXPECT_NULL_WITH(call, st, ...)                                  \
-    do {                                                                 \
-        kb_clear_error();                                                \
-        EXPECT_EQ((call), nullptr) << #call;                             \
-        EXPECT_TRUE(has_error(st, ##__VA_ARGS__)) << #call;              \
-    } while (0)
-
 TEST_F(Shape_, BadInput) {
     kb_tensor *x = cst({1, 2, 3, 4, 5, 6}, {2, 3});
     kb_tensor *y = cst({1, 2, 3, 4}, {2, 2});
