@@ -258,6 +258,10 @@ std::vector<OpCase> build_cases() {
     add_nn_cases(v);
     add_norm_cases(v);
     add_conv_cases(v);
+    add_random_cases(v);
+    add_control_cases(v);
+    add_ctc_cases(v);
+    add_rnn_cases(v);
     return v;
 }
 

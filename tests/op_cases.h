@@ -64,6 +64,10 @@ void add_sparse_cases(std::vector<OpCase> &v);
 void add_nn_cases(std::vector<OpCase> &v);
 void add_norm_cases(std::vector<OpCase> &v);
 void add_conv_cases(std::vector<OpCase> &v);
+void add_random_cases(std::vector<OpCase> &v);
+void add_control_cases(std::vector<OpCase> &v);
+void add_ctc_cases(std::vector<OpCase> &v);
+void add_rnn_cases(std::vector<OpCase> &v);
 
 const std::vector<OpCase> &op_cases();
 // Random inputs for case c (one vector per input).

@@ -616,6 +616,18 @@ KB_API kb_tensor *kb_separable_conv1d(kb_tensor *x, kb_tensor *depthwise_kernel,
                                       int64_t dilation_rate);
 
 
+/* -- locally connected convolution (ops/nn.c) -- */
+
+/* -- random (ops/random.c) -- */
+
+/* -- control flow: switch, learning-phase selection (ops/elementwise.c) -- */
+
+/* -- higher-order functions and rnn: loop nodes (ops/control.c) -- */
+
+/* -- fused recurrent layers (ops/rnn.c) -- */
+
+/* -- CTC (ops/ctc.c) -- */
+
 #ifdef __cplusplus
 }
 #endif

@@ -73,8 +73,13 @@ void kb_tensors_free_all(kb_context *ctx) {
 }
 
 kb_tensor *kb_node(const char *fn, kb_op_id op, kb_tensor *const *in, int n_in, const kb_attrs *a) {
-    static const char *const argn[KB_MAX_INPUTS] = {"x", "y", "z", "w"};
+    static const char *const argn[KB_MAX_INPUTS] = {"x",   "y",   "z",   "w",    "in4",  "in5",  "in6",  "in7",
+                                                     "in8", "in9", "in10", "in11", "in12", "in13", "in14", "in15"};
     kb_context *ctx = NULL;
+    if (n_in < 0 || n_in > KB_MAX_INPUTS) {
+        kb_set_error(KB_ERR_INTERNAL, "%s: %d inputs (at most %d)", fn, n_in, KB_MAX_INPUTS);
+        return NULL;
+    }
     for (int i = 0; i < n_in; ++i) {
         if (!kb_check_tensor(fn, argn[i], in[i])) return NULL;
         if (ctx && in[i]->ctx != ctx) {

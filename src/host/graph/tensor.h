@@ -7,7 +7,9 @@
 #include "core/context.h"
 #include "ops/op.h"
 
-#define KB_MAX_INPUTS 4
+/* most inputs of one node: fused recurrent layers and loop nodes (which also take the tensors
+ * their traced body captures) need more than the 2-3 of most ops */
+#define KB_MAX_INPUTS 16
 #define KB_TENSOR_MAGIC 0x6b627473u
 
 typedef enum kb_kind { KB_KIND_PLACEHOLDER, KB_KIND_VARIABLE, KB_KIND_CONSTANT, KB_KIND_OP } kb_kind;

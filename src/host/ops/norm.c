@@ -15,7 +15,7 @@
  * read x twice forward and x, dy twice backward; cuDNN itself is not called because each of its
  * calls produces results that belong to two of our ops (it would recompute), and because its
  * epsilon floor (1e-5) and layout rules do not cover Keras' cases. gamma is carried as row 2 of
- * bn_grad_stats so bn_grad_input stays within KB_MAX_INPUTS (4).
+ * bn_grad_stats so bn_grad_input takes four inputs.
  *
  * "Channels" are the kept (not reduced) axes, which must form one contiguous block with known
  * dims: x is viewed as (O, C, I) (O = dims before the block, C = product of the block, I = dims
