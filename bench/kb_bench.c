@@ -28,7 +28,7 @@
 #include <cuda_runtime_api.h>
 #endif
 
-enum { MAX_ROWS = 16, MSG = 256 };
+enum { MSG = 256, MAX_OUT = 3 };
 
 /* ---------------------------------------------------------------------------------------- */
 /* Inputs: values are a pure function of (seed, index), so checks recompute them instead of   */
@@ -58,11 +58,16 @@ typedef struct bench {
     int64_t tn;         /* transpose side */
     int64_t mm;         /* dot side (M = N = K) */
     int64_t bb, bm, bk, bn; /* batch_dot: B, M, K, N */
+    int64_t cn, cc, chw, co; /* conv: batch, in channels, height = width, out channels (3x3 kernel) */
+    int64_t pn, pc, phw;     /* max pool and batch norm: batch, channels, height = width */
     /* operands, made on first use so --rows only allocates what it runs */
     kb_tensor *a, *b, *x, *t, *da, *db, *ba, *bbt;
+    kb_tensor *cx[2], *ck; /* conv input [channels_last, channels_first], kernel (3, 3, cc, co) */
+    kb_tensor *px, *gamma, *beta; /* pool / batch norm input (channels_first), bn scale and offset */
 } bench;
 
-enum { SEED_A = 1, SEED_B = 2, SEED_X = 3, SEED_T = 4, SEED_DA = 5, SEED_DB = 6, SEED_BA = 7, SEED_BB = 8 };
+enum { SEED_A = 1, SEED_B = 2, SEED_X = 3, SEED_T = 4, SEED_DA = 5, SEED_DB = 6, SEED_BA = 7, SEED_BB = 8,
+       SEED_CX = 9, SEED_CK = 10, SEED_PX = 11, SEED_G = 12, SEED_BE = 13 };
 
 static kb_tensor *make_var(bench *B, uint64_t seed, const int64_t *shape, int rank, const char *name) {
     int64_t n = 1;
@@ -71,6 +76,22 @@ static kb_tensor *make_var(bench *B, uint64_t seed, const int64_t *shape, int ra
     if (!h) return NULL;
     for (int64_t i = 0; i < n; ++i) h[i] = val(seed, i);
     kb_tensor *v = kb_variable(B->ctx, h, sizeof(float) * (size_t)n, KB_FLOAT32, shape, rank, name);
+    free(h);
+    return v;
+}
+
+/* A 4-D image variable holding the logical (n, h, w, c) tensor val(seed, nhwc index) in the given
+ * layout, so both data formats see the same numbers and one reference serves both. */
+static kb_tensor *make_image(bench *B, uint64_t seed, int64_t N, int64_t HW, int64_t C, int cf, const char *name) {
+    int64_t n = N * HW * HW * C, shape[4] = {N, HW, HW, C};
+    if (cf) shape[1] = C, shape[2] = HW, shape[3] = HW;
+    float *h = malloc(sizeof(float) * (size_t)n);
+    if (!h) return NULL;
+    for (int64_t i = 0; i < n; ++i) { /* i is the NHWC index */
+        int64_t c = i % C, w = i / C % HW, y = i / (C * HW) % HW, b = i / (C * HW * HW);
+        h[cf ? ((b * C + c) * HW + y) * HW + w : i] = val(seed, i);
+    }
+    kb_tensor *v = kb_variable(B->ctx, h, sizeof(float) * (size_t)n, KB_FLOAT32, shape, 4, name);
     free(h);
     return v;
 }
@@ -114,11 +135,25 @@ static kb_tensor *bat_b(bench *B) {
     return B->bbt;
 }
 
+static kb_tensor *conv_x(bench *B, int cf) {
+    if (!B->cx[cf]) B->cx[cf] = make_image(B, SEED_CX, B->cn, B->chw, B->cc, cf, cf ? "conv_x_cf" : "conv_x");
+    return B->cx[cf];
+}
+static kb_tensor *conv_k(bench *B) {
+    int64_t s[4] = {3, 3, B->cc, B->co};
+    if (!B->ck) B->ck = make_var(B, SEED_CK, s, 4, "conv_k");
+    return B->ck;
+}
+static kb_tensor *pool_x(bench *B) {
+    if (!B->px) B->px = make_image(B, SEED_PX, B->pn, B->phw, B->pc, 1, "pool_x");
+    return B->px;
+}
+
 /* ---------------------------------------------------------------------------------------- */
 /* Rows                                                                                       */
 /* ---------------------------------------------------------------------------------------- */
 
-enum { SH_VEC, SH_MAT, SH_SQUARE, SH_DOT, SH_BATCH };
+enum { SH_VEC, SH_MAT, SH_SQUARE, SH_DOT, SH_BATCH, SH_CONV, SH_POOL };
 
 /* The row's sizes for the table and the JSON, e.g. "65536x1024" (what --small actually ran). */
 static void shape_str(const bench *B, int sh, char *buf, size_t len) {
@@ -127,8 +162,15 @@ static void shape_str(const bench *B, int sh, char *buf, size_t len) {
     case SH_MAT: snprintf(buf, len, "%lldx%lld", (long long)B->rows, (long long)B->cols); break;
     case SH_SQUARE: snprintf(buf, len, "%lldx%lld", (long long)B->tn, (long long)B->tn); break;
     case SH_DOT: snprintf(buf, len, "%lldx%lldx%lld", (long long)B->mm, (long long)B->mm, (long long)B->mm); break;
-    default:
+    case SH_BATCH:
         snprintf(buf, len, "%lldx%lldx%lldx%lld", (long long)B->bb, (long long)B->bm, (long long)B->bk, (long long)B->bn);
+        break;
+    case SH_CONV: /* N x C x H x W -> O (3x3, 'same') */
+        snprintf(buf, len, "%lldx%lldx%lldx%lld->%lld", (long long)B->cn, (long long)B->cc, (long long)B->chw,
+                 (long long)B->chw, (long long)B->co);
+        break;
+    default:
+        snprintf(buf, len, "%lldx%lldx%lldx%lld", (long long)B->pn, (long long)B->pc, (long long)B->phw, (long long)B->phw);
     }
 }
 
@@ -148,9 +190,12 @@ typedef struct row {
     const char *formula; /* how amount is counted */
     kb_tensor *(*build)(bench *B);
     double (*amount)(const bench *B);
-    /* returns 1 when the output is right; writes what it found to msg */
+    /* returns 1 when the outputs are right (o[0] is build's, then more's); writes what it found to msg */
     int (*check)(const bench *B, const out_view *o, char *msg);
     int tf32; /* run with kb_set_allow_tf32(ctx, 1) */
+    /* optional: further outputs the function computes with y (gradients), MAX_OUT - 1 at most; returns
+     * how many, -1 on error */
+    int (*more)(bench *B, kb_tensor *y, kb_tensor **more);
 } row;
 
 static const float *f32_out(const out_view *o, int64_t n, const int64_t *shape, int rank, char *msg) {
@@ -444,18 +489,236 @@ static int check_batch_dot(const bench *B, const out_view *o, char *msg) {
     return y && check_matmul(y, B->bb, B->bm, B->bk, B->bn, SEED_BA, SEED_BB, 0, msg);
 }
 
+/* conv2d 3x3 'same', stride 1, x (N, H, W, C) or (N, C, H, W) -> O channels: 2 * N*H*W*O * 9*C flops
+ * forward; forward+backward (y and the gradients of sum(y) w.r.t. x and the kernel) 3 times that.
+ * x and the kernel hold val(SEED_CX, nhwc index) / val(SEED_CK, index), so one host reference
+ * serves both layouts. Tolerance of each sampled entry: (k+1)u sum|terms| over its k terms. */
+static double cxv(const bench *B, int64_t n, int64_t h, int64_t w, int64_t c) {
+    return val(SEED_CX, ((n * B->chw + h) * B->chw + w) * B->cc + c);
+}
+static double ckv(const bench *B, int64_t kh, int64_t kw, int64_t c, int64_t o) {
+    return val(SEED_CK, ((kh * 3 + kw) * B->cc + c) * B->co + o);
+}
+static kb_tensor *build_conv_any(bench *B, int cf) {
+    kb_tensor *x = conv_x(B, cf), *k = conv_k(B);
+    kb_data_format_arg df = cf ? KB_DATA_FORMAT_CHANNELS_FIRST : KB_DATA_FORMAT_CHANNELS_LAST;
+    return x && k ? kb_conv2d(x, k, NULL, KB_PADDING_SAME, df, NULL) : NULL;
+}
+static kb_tensor *build_conv_nhwc(bench *B) { return build_conv_any(B, 0); }
+static kb_tensor *build_conv_nchw(bench *B) { return build_conv_any(B, 1); }
+/* dx and dkernel of sum(y), as PyTorch's autograd.grad(y.sum(), [x, w]) */
+static int more_conv_any(bench *B, kb_tensor *y, kb_tensor **more, int cf) {
+    kb_tensor *loss = kb_sum(y, NULL, 0, 0), *vars[2] = {conv_x(B, cf), conv_k(B)};
+    return loss && kb_gradients(loss, vars, 2, more) == KB_OK && more[0] && more[1] ? 2 : -1;
+}
+static int more_conv_nhwc(bench *B, kb_tensor *y, kb_tensor **more) { return more_conv_any(B, y, more, 0); }
+static int more_conv_nchw(bench *B, kb_tensor *y, kb_tensor **more) { return more_conv_any(B, y, more, 1); }
+static double amount_conv(const bench *B) {
+    return 2.0 * (double)(B->cn * B->chw * B->chw * B->co) * 9.0 * (double)B->cc;
+}
+static double amount_conv3(const bench *B) { return 3.0 * amount_conv(B); }
+
+/* compares got with want under (k+1)u * mag; records the worst fraction of the tolerance */
+static int within(double got, double want, double mag, int64_t k, double *worst) {
+    double tol = (double)(k + 1) * U32 * mag + 1e-30, e = fabs(got - want) / tol;
+    if (e > *worst) *worst = e;
+    return e <= 1.0;
+}
+
+static int check_conv_any(const bench *B, const out_view *o, int cf, int grads, char *msg) {
+    int64_t N = B->cn, HW = B->chw, C = B->cc, O = B->co, ys[4] = {N, HW, HW, O}, xs[4] = {N, HW, HW, C},
+            ks[4] = {3, 3, C, O};
+    if (cf) ys[1] = O, ys[2] = ys[3] = HW, xs[1] = C, xs[2] = xs[3] = HW;
+    const float *y = f32_out(&o[0], N * HW * HW * O, ys, 4, msg);
+    const float *dx = grads ? f32_out(&o[1], N * HW * HW * C, xs, 4, msg) : NULL;
+    const float *dk = grads ? f32_out(&o[2], 9 * C * O, ks, 4, msg) : NULL;
+    if (!y || (grads && (!dx || !dk))) return 0;
+    uint64_t s = 777;
+    double worst = 0;
+    for (int t = 0; t < CHECK_DOT; ++t) {
+        s = mix(s);
+        int64_t n = (int64_t)(s % (uint64_t)N), h = (int64_t)((s >> 16) % (uint64_t)HW),
+                w = (int64_t)((s >> 28) % (uint64_t)HW), c = (int64_t)((s >> 40) % (uint64_t)C),
+                oc = (int64_t)((s >> 52) % (uint64_t)O);
+        /* y[n, h, w, oc] */
+        double acc = 0, mag = 0;
+        int64_t k = 0;
+        for (int64_t kh = 0; kh < 3; ++kh)
+            for (int64_t kw = 0; kw < 3; ++kw) {
+                int64_t ih = h + kh - 1, iw = w + kw - 1;
+                if (ih < 0 || ih >= HW || iw < 0 || iw >= HW) continue;
+                for (int64_t ic = 0; ic < C; ++ic, ++k) {
+                    double p = cxv(B, n, ih, iw, ic) * ckv(B, kh, kw, ic, oc);
+                    acc += p, mag += fabs(p);
+                }
+            }
+        double got = y[cf ? ((n * O + oc) * HW + h) * HW + w : ((n * HW + h) * HW + w) * O + oc];
+        if (!within(got, acc, mag, k, &worst)) {
+            snprintf(msg, MSG, "y at (n %lld, h %lld, w %lld, o %lld) = %.9g, expected %.9g", (long long)n,
+                     (long long)h, (long long)w, (long long)oc, got, acc);
+            return 0;
+        }
+        if (!grads) continue;
+        /* dx[n, h, w, c] = sum of kernel taps (kh, kw, c, :) whose output pixel exists */
+        acc = mag = 0, k = 0;
+        for (int64_t kh = 0; kh < 3; ++kh)
+            for (int64_t kw = 0; kw < 3; ++kw) {
+                int64_t oh = h - kh + 1, ow = w - kw + 1;
+                if (oh < 0 || oh >= HW || ow < 0 || ow >= HW) continue;
+                for (int64_t q = 0; q < O; ++q, ++k) acc += ckv(B, kh, kw, c, q), mag += fabs(ckv(B, kh, kw, c, q));
+            }
+        got = dx[cf ? ((n * C + c) * HW + h) * HW + w : ((n * HW + h) * HW + w) * C + c];
+        if (!within(got, acc, mag, k, &worst)) {
+            snprintf(msg, MSG, "dx at (n %lld, h %lld, w %lld, c %lld) = %.9g, expected %.9g", (long long)n,
+                     (long long)h, (long long)w, (long long)c, got, acc);
+            return 0;
+        }
+        if (t >= 16) continue; /* dkernel entries sum N*H*W terms: 16 samples */
+        int64_t kh = h % 3, kw = w % 3;
+        acc = mag = 0, k = 0;
+        for (int64_t b = 0; b < N; ++b)
+            for (int64_t oh = 0; oh < HW; ++oh)
+                for (int64_t ow = 0; ow < HW; ++ow) {
+                    int64_t ih = oh + kh - 1, iw = ow + kw - 1;
+                    if (ih < 0 || ih >= HW || iw < 0 || iw >= HW) continue;
+                    double v = cxv(B, b, ih, iw, c);
+                    acc += v, mag += fabs(v), ++k;
+                }
+        got = dk[((kh * 3 + kw) * C + c) * O + oc];
+        if (!within(got, acc, mag, k, &worst)) {
+            snprintf(msg, MSG, "dkernel at (%lld, %lld, %lld, %lld) = %.9g, expected %.9g", (long long)kh,
+                     (long long)kw, (long long)c, (long long)oc, got, acc);
+            return 0;
+        }
+    }
+    snprintf(msg, MSG, "%d sampled %s, worst error %.3f of tolerance", CHECK_DOT, grads ? "y / dx (16 dkernel)" : "y",
+             worst);
+    return 1;
+}
+static int check_conv_nhwc(const bench *B, const out_view *o, char *msg) { return check_conv_any(B, o, 0, 0, msg); }
+static int check_conv_nchw(const bench *B, const out_view *o, char *msg) { return check_conv_any(B, o, 1, 0, msg); }
+static int check_convb_nhwc(const bench *B, const out_view *o, char *msg) { return check_conv_any(B, o, 0, 1, msg); }
+static int check_convb_nchw(const bench *B, const out_view *o, char *msg) { return check_conv_any(B, o, 1, 1, msg); }
+
+/* max pool 3x3, stride 2, 'valid', channels_first (N, C, H, W): reads x, writes y:
+ * 4 * N*C*H*W + 4 * N*C*OH*OW bytes. Exact. */
+static int64_t pool_out(const bench *B) { return (B->phw - 3) / 2 + 1; }
+static kb_tensor *build_maxpool(bench *B) {
+    kb_tensor *x = pool_x(B);
+    const int64_t ps[2] = {3, 3}, st[2] = {2, 2};
+    return x ? kb_pool2d(x, ps, st, KB_PADDING_VALID, KB_DATA_FORMAT_CHANNELS_FIRST, KB_POOL_MAX) : NULL;
+}
+static double amount_maxpool(const bench *B) {
+    int64_t oh = pool_out(B);
+    return 4.0 * (double)(B->pn * B->pc) * (double)(B->phw * B->phw + oh * oh);
+}
+static double pxv(const bench *B, int64_t n, int64_t h, int64_t w, int64_t c) {
+    return val(SEED_PX, ((n * B->phw + h) * B->phw + w) * B->pc + c);
+}
+static int check_maxpool(const bench *B, const out_view *o, char *msg) {
+    int64_t OH = pool_out(B), N = B->pn, C = B->pc, shape[4] = {N, C, OH, OH};
+    const float *y = f32_out(o, N * C * OH * OH, shape, 4, msg);
+    if (!y) return 0;
+    int64_t step = N * C > CHECK_ROWS ? N * C / CHECK_ROWS : 1;
+    for (int64_t nc = 0; nc < N * C; nc += step)
+        for (int64_t i = 0; i < OH; ++i)
+            for (int64_t j = 0; j < OH; ++j) {
+                double m = -INFINITY;
+                for (int64_t a = 0; a < 3; ++a)
+                    for (int64_t b = 0; b < 3; ++b) m = fmax(m, pxv(B, nc / C, 2 * i + a, 2 * j + b, nc % C));
+                if (y[(nc * OH + i) * OH + j] != m) {
+                    snprintf(msg, MSG, "y[%lld, %lld, %lld, %lld] = %.9g, expected %.9g", (long long)(nc / C),
+                             (long long)(nc % C), (long long)i, (long long)j, y[(nc * OH + i) * OH + j], m);
+                    return 0;
+                }
+            }
+    snprintf(msg, MSG, "%lld (n, c) planes exact", (long long)((N * C + step - 1) / step));
+    return 1;
+}
+
+/* normalize_batch_in_training over (N, H, W) of a channels_first x, gamma and beta per channel,
+ * epsilon 1e-3 (PyTorch: F.batch_norm(training=True)): outputs normed, mean, var. Both
+ * implementations read x twice (statistics, then normalise) and write y: 3 * 4 * N*C*H*W bytes.
+ * Checks: mean within (m+1)u mean|x| and var within (2m+4)u mean(x^2) of the double statistics
+ * over m = N*H*W values, normed within 8u (|x - mean| |gamma| / sqrt(var + eps) + |beta|) of the
+ * formula applied to kb's own mean / var. */
+static kb_tensor *bn_param(bench *B, kb_tensor **slot, uint64_t seed, const char *name) {
+    if (!*slot) *slot = make_var(B, seed, &B->pc, 1, name);
+    return *slot;
+}
+static kb_tensor *bn_outs[3]; /* normed, mean, var of the last build (one row builds at a time) */
+static kb_tensor *build_bn(bench *B) {
+    kb_tensor *x = pool_x(B), *g = bn_param(B, &B->gamma, SEED_G, "bn_gamma"), *b = bn_param(B, &B->beta, SEED_BE, "bn_beta");
+    const int axes[3] = {0, 2, 3};
+    if (!x || !g || !b || kb_normalize_batch_in_training(x, g, b, axes, 3, 1e-3, &bn_outs[0], &bn_outs[1], &bn_outs[2]) != KB_OK)
+        return NULL;
+    return bn_outs[0];
+}
+static int more_bn(bench *B, kb_tensor *y, kb_tensor **more) {
+    (void)B, (void)y;
+    more[0] = bn_outs[1];
+    more[1] = bn_outs[2];
+    return 2;
+}
+static double amount_bn(const bench *B) { return 3.0 * 4.0 * (double)(B->pn * B->pc * B->phw * B->phw); }
+static int check_bn(const bench *B, const out_view *o, char *msg) {
+    int64_t N = B->pn, C = B->pc, HW = B->phw, m = N * HW * HW, shape[4] = {N, C, HW, HW};
+    const float *y = f32_out(&o[0], N * C * HW * HW, shape, 4, msg);
+    if (!y) return 0;
+    if (o[1].dt != KB_FLOAT32 || o[1].nbytes != sizeof(float) * (size_t)C || o[2].dt != KB_FLOAT32 ||
+        o[2].nbytes != sizeof(float) * (size_t)C) {
+        snprintf(msg, MSG, "mean / var are not %lld float32 values", (long long)C);
+        return 0;
+    }
+    const float *mean = o[1].p, *var = o[2].p;
+    double worst = 0;
+    for (int64_t c = 0; c < C; ++c) {
+        double s = 0, sa = 0, s2 = 0;
+        for (int64_t n = 0; n < N; ++n)
+            for (int64_t i = 0; i < HW * HW; ++i) {
+                double v = pxv(B, n, i / HW, i % HW, c);
+                s += v, sa += fabs(v), s2 += v * v;
+            }
+        double mu = s / (double)m, vr = s2 / (double)m - mu * mu;
+        if (!within(mean[c], mu, sa / (double)m, m, &worst) || !within(var[c], vr, s2 / (double)m, 2 * m + 3, &worst)) {
+            snprintf(msg, MSG, "channel %lld: mean %.9g var %.9g, expected %.9g %.9g", (long long)c, mean[c], var[c], mu, vr);
+            return 0;
+        }
+        double g = val(SEED_G, c), be = val(SEED_BE, c), r = 1.0 / sqrt((double)var[c] + 1e-3);
+        for (int64_t n = 0; n < N; n += N > 4 ? N / 4 : 1)
+            for (int64_t i = 0; i < HW * HW; i += 7) {
+                double d = pxv(B, n, i / HW, i % HW, c) - mean[c], want = d * r * g + be;
+                if (!within(y[(n * C + c) * HW * HW + i], want, fabs(d * r * g) + fabs(be), 7, &worst)) {
+                    snprintf(msg, MSG, "normed[%lld, %lld, %lld] = %.9g, expected %.9g", (long long)n, (long long)c,
+                             (long long)i, y[(n * C + c) * HW * HW + i], want);
+                    return 0;
+                }
+            }
+    }
+    snprintf(msg, MSG, "all %lld channels' mean / var, sampled normed, worst error %.3f of tolerance", (long long)C, worst);
+    return 1;
+}
+
 static const row ROWS[] = {
-    {"add", SH_VEC, 0, "3*4*n", build_add, amount_vec3, check_add, 0},
-    {"chain", SH_VEC, 0, "3*4*n (a, b in, y out)", build_chain, amount_vec3, check_chain, 0},
-    {"sum_last", SH_MAT, 0, "4*R*C + 4*R", build_sum_last, amount_sum_last, check_sum_last, 0},
-    {"sum_first", SH_MAT, 0, "4*R*C + 4*C", build_sum_first, amount_sum_first, check_sum_first, 0},
-    {"softmax", SH_MAT, 0, "2*4*R*C", build_softmax, amount_mat2, check_softmax, 0},
-    {"argmax", SH_MAT, 0, "4*R*C + 8*R", build_argmax, amount_argmax, check_argmax, 0},
-    {"cumsum", SH_MAT, 0, "2*4*R*C", build_cumsum, amount_mat2, check_cumsum, 0},
-    {"transpose", SH_SQUARE, 0, "2*4*n*n", build_transpose, amount_transpose, check_transpose, 0},
-    {"dot_fp32", SH_DOT, 1, "2*M*N*K", build_dot, amount_dot, check_dot, 0},
-    {"dot_tf32", SH_DOT, 1, "2*M*N*K", build_dot, amount_dot, check_dot_tf32, 1},
-    {"batch_dot", SH_BATCH, 1, "2*B*M*N*K", build_batch_dot, amount_batch_dot, check_batch_dot, 0},
+    {"add", SH_VEC, 0, "3*4*n", build_add, amount_vec3, check_add, 0, NULL},
+    {"chain", SH_VEC, 0, "3*4*n (a, b in, y out)", build_chain, amount_vec3, check_chain, 0, NULL},
+    {"sum_last", SH_MAT, 0, "4*R*C + 4*R", build_sum_last, amount_sum_last, check_sum_last, 0, NULL},
+    {"sum_first", SH_MAT, 0, "4*R*C + 4*C", build_sum_first, amount_sum_first, check_sum_first, 0, NULL},
+    {"softmax", SH_MAT, 0, "2*4*R*C", build_softmax, amount_mat2, check_softmax, 0, NULL},
+    {"argmax", SH_MAT, 0, "4*R*C + 8*R", build_argmax, amount_argmax, check_argmax, 0, NULL},
+    {"cumsum", SH_MAT, 0, "2*4*R*C", build_cumsum, amount_mat2, check_cumsum, 0, NULL},
+    {"transpose", SH_SQUARE, 0, "2*4*n*n", build_transpose, amount_transpose, check_transpose, 0, NULL},
+    {"dot_fp32", SH_DOT, 1, "2*M*N*K", build_dot, amount_dot, check_dot, 0, NULL},
+    {"dot_tf32", SH_DOT, 1, "2*M*N*K", build_dot, amount_dot, check_dot_tf32, 1, NULL},
+    {"batch_dot", SH_BATCH, 1, "2*B*M*N*K", build_batch_dot, amount_batch_dot, check_batch_dot, 0, NULL},
+    {"conv_nhwc", SH_CONV, 1, "2*N*H*W*O*9*C", build_conv_nhwc, amount_conv, check_conv_nhwc, 0, NULL},
+    {"conv_nchw", SH_CONV, 1, "2*N*H*W*O*9*C", build_conv_nchw, amount_conv, check_conv_nchw, 0, NULL},
+    {"convb_nhwc", SH_CONV, 1, "3*2*N*H*W*O*9*C (y, dx, dkernel)", build_conv_nhwc, amount_conv3, check_convb_nhwc, 0,
+     more_conv_nhwc},
+    {"convb_nchw", SH_CONV, 1, "3*2*N*H*W*O*9*C (y, dx, dkernel)", build_conv_nchw, amount_conv3, check_convb_nchw, 0,
+     more_conv_nchw},
+    {"maxpool", SH_POOL, 0, "4*N*C*H*W + 4*N*C*OH*OW", build_maxpool, amount_maxpool, check_maxpool, 0, NULL},
+    {"bn_train", SH_POOL, 0, "3*4*N*C*H*W (x read twice, y written)", build_bn, amount_bn, check_bn, 0, more_bn},
 };
 enum { N_ROWS = (int)(sizeof ROWS / sizeof ROWS[0]) };
 
@@ -677,7 +940,13 @@ static void run_row(bench *B, const row *r, int iters, int repeats, result *res)
         snprintf(res->msg, MSG, "building the graph: %s (%s)", kb_last_error(), kb_status_string(kb_last_status()));
         return;
     }
-    kb_function *fn = kb_function_new(B->ctx, NULL, 0, &y, 1, NULL, 0, B->device);
+    kb_tensor *outs[MAX_OUT] = {y};
+    int n_out = 1 + (r->more ? r->more(B, y, outs + 1) : 0);
+    if (n_out < 1) {
+        snprintf(res->msg, MSG, "building the extra outputs: %s (%s)", kb_last_error(), kb_status_string(kb_last_status()));
+        return;
+    }
+    kb_function *fn = kb_function_new(B->ctx, NULL, 0, outs, n_out, NULL, 0, B->device);
     if (!fn) {
         snprintf(res->msg, MSG, "kb_function_new: %s", kb_last_error());
         return;
@@ -698,10 +967,14 @@ static void run_row(bench *B, const row *r, int iters, int repeats, result *res)
     if (ms > 0) {
         res->ms = ms;
         res->throughput = r->amount(B) / (ms * (r->flops ? 1e9 : 1e6));
-        out_view o;
-        o.p = kb_function_output(fn, 0, &o.dt, &o.rank, o.shape, &o.nbytes);
-        if (!o.p) snprintf(res->msg, MSG, "kb_function_output: %s", kb_last_error());
-        else res->status = r->check(B, &o, res->msg) ? "ok" : "wrong";
+        out_view o[MAX_OUT];
+        int got = 1;
+        for (int i = 0; i < n_out && got; ++i) {
+            o[i].p = kb_function_output(fn, i, &o[i].dt, &o[i].rank, o[i].shape, &o[i].nbytes);
+            got = o[i].p != NULL;
+        }
+        if (!got) snprintf(res->msg, MSG, "kb_function_output: %s", kb_last_error());
+        else res->status = r->check(B, o, res->msg) ? "ok" : "wrong";
     }
     kb_function_free(fn);
 }
@@ -761,6 +1034,8 @@ int main(int argc, char **argv) {
     B.tn = 8192 / (small ? 8 : 1);
     B.mm = 4096 / s3;
     B.bb = 256 / s, B.bm = 128, B.bk = 64, B.bn = 128;
+    B.cn = 64 / s, B.cc = 128, B.chw = 28, B.co = 128;
+    B.pn = 64 / s, B.pc = 256, B.phw = 56;
     if (iters == 0) iters = B.device == KB_DEVICE_CUDA ? 20 : 3;
     int repeats = B.device == KB_DEVICE_CUDA ? REPEATS : 3;
 
@@ -784,7 +1059,7 @@ int main(int argc, char **argv) {
     printf("kb_bench: %s%s, %d calls x %d repeats per row (median), copy %.1f GB/s (%zu MiB, 2 x bytes / time)\n",
            devname, small ? ", --small sizes" : "", iters, repeats, copy_gbs > 0 ? copy_gbs : 0.0, copy_bytes >> 20);
     if (copy_gbs <= 0) fprintf(stderr, "kb_bench: copy bandwidth not measured: %s\n", msg);
-    printf("%-10s %-16s %10s %12s %8s  %-6s %s\n", "row", "shape", "ms", "throughput", "of copy", "check", "detail");
+    printf("%-10s %-18s %10s %12s %8s  %-6s %s\n", "row", "shape", "ms", "throughput", "of copy", "check", "detail");
 
     result res[N_ROWS];
     int n_res = 0, failed = 0;
@@ -798,7 +1073,7 @@ int main(int argc, char **argv) {
         shape_str(&B, ROWS[i].shape, shape, sizeof shape);
         if (x->ms > 0) snprintf(tp, sizeof tp, "%.2f %s", x->throughput, ROWS[i].flops ? "TF/s" : "GB/s");
         if (x->frac > 0) snprintf(fr, sizeof fr, "%.3f", x->frac);
-        printf("%-10s %-16s %10.4f %12s %8s  %-6s %s\n", ROWS[i].name, shape, x->ms > 0 ? x->ms : 0.0, tp, fr,
+        printf("%-10s %-18s %10.4f %12s %8s  %-6s %s\n", ROWS[i].name, shape, x->ms > 0 ? x->ms : 0.0, tp, fr,
                x->status, x->msg);
         fflush(stdout);
     }

@@ -34,6 +34,8 @@ def sizes(small):
         "bm": 128,
         "bk": 64,
         "bn": 128,
+        "cn": 64 // s, "cc": 128, "chw": 28, "co": 128,
+        "pn": 64 // s, "pc": 256, "phw": 56,
     }
 
 
@@ -101,7 +103,49 @@ def make_rows(z, dev):
         x, y = get("ba", B, BM, BK), get("bb", B, BK, BN)
         return lambda: torch.bmm(x, y)
 
+    CN, CC, CHW, CO = z["cn"], z["cc"], z["chw"], z["co"]
+    PN, PC, PHW = z["pn"], z["pc"], z["phw"]
+    F = torch.nn.functional
+
+    def conv_operands(cf):
+        # the kb kernel (3, 3, C, O) is torch's (O, C, 3, 3); channels_last memory format for NHWC
+        x, w = get("cx", CN, CC, CHW, CHW), get("cw", CO, CC, 3, 3)
+        if not cf:
+            x, w = x.to(memory_format=torch.channels_last), w.to(memory_format=torch.channels_last)
+        return x, w
+
+    def conv(cf):
+        def make():
+            x, w = conv_operands(cf)
+            return lambda: F.conv2d(x, w, padding=1)
+        return make
+
+    def convb(cf):
+        # y and the gradients of y.sum() w.r.t. x and w, as kb's gradients of sum(y)
+        def make():
+            x, w = conv_operands(cf)
+            x, w = x.detach().requires_grad_(), w.detach().requires_grad_()
+
+            def step():
+                with torch.enable_grad():
+                    y = F.conv2d(x, w, padding=1)
+                    return y, torch.autograd.grad(y.sum(), [x, w])
+            return step
+        return make
+
+    def maxpool():
+        x = get("px", PN, PC, PHW, PHW)
+        return lambda: F.max_pool2d(x, 3, 2)
+
+    def bn_train():
+        x, g, b = get("px", PN, PC, PHW, PHW), get("g", PC), get("be", PC)
+        rm, rv = torch.zeros(PC, device=dev), torch.ones(PC, device=dev)
+        return lambda: F.batch_norm(x, rm, rv, g, b, training=True, momentum=0.1, eps=1e-3)
+
     f = 4.0
+    cshape, pshape = f"{CN}x{CC}x{CHW}x{CHW}->{CO}", f"{PN}x{PC}x{PHW}x{PHW}"
+    cflops = 2.0 * CN * CHW * CHW * CO * 9 * CC
+    POH = (PHW - 3) // 2 + 1
     return [
         ("add", f"{n}", "GB/s", "3*4*n", 3 * f * n, False, add),
         ("chain", f"{n}", "GB/s", "3*4*n (a, b in, y out)", 3 * f * n, False, chain),
@@ -114,11 +158,20 @@ def make_rows(z, dev):
         ("dot_fp32", f"{M}x{M}x{M}", "TFLOP/s", "2*M*N*K", 2.0 * M * M * M, False, dot),
         ("dot_tf32", f"{M}x{M}x{M}", "TFLOP/s", "2*M*N*K", 2.0 * M * M * M, True, dot),
         ("batch_dot", f"{B}x{BM}x{BK}x{BN}", "TFLOP/s", "2*B*M*N*K", 2.0 * B * BM * BN * BK, False, batch_dot),
+        ("conv_nhwc", cshape, "TFLOP/s", "2*N*H*W*O*9*C", cflops, False, conv(False)),
+        ("conv_nchw", cshape, "TFLOP/s", "2*N*H*W*O*9*C", cflops, False, conv(True)),
+        ("convb_nhwc", cshape, "TFLOP/s", "3*2*N*H*W*O*9*C (y, dx, dkernel)", 3 * cflops, False, convb(False)),
+        ("convb_nchw", cshape, "TFLOP/s", "3*2*N*H*W*O*9*C (y, dx, dkernel)", 3 * cflops, False, convb(True)),
+        ("maxpool", pshape, "GB/s", "4*N*C*H*W + 4*N*C*OH*OW", f * PN * PC * (PHW * PHW + POH * POH), False, maxpool),
+        ("bn_train", pshape, "GB/s", "3*4*N*C*H*W (x read twice, y written)", 3 * f * PN * PC * PHW * PHW, False,
+         bn_train),
     ]
 
 
 def set_tf32(on):
+    # cuDNN convolutions default to TF32 in PyTorch: off too, as kb's strict FP32
     torch.backends.cuda.matmul.allow_tf32 = on
+    torch.backends.cudnn.allow_tf32 = on
 
 
 def time_calls(fn, dev, iters, repeats):
@@ -180,7 +233,7 @@ def main():
     copy_gbs = copy_bandwidth(dev, copy_bytes)
     print(f"torch_bench: torch {torch.__version__}, {devname}{', --small sizes' if args.small else ''}, "
           f"{iters} calls x {repeats} repeats per row (median), copy {copy_gbs:.1f} GB/s ({copy_bytes >> 20} MiB)")
-    print(f"{'row':<10} {'shape':<16} {'ms':>10} {'throughput':>12} {'of copy':>8}  {'check':<6} detail")
+    print(f"{'row':<10} {'shape':<18} {'ms':>10} {'throughput':>12} {'of copy':>8}  {'check':<6} detail")
     results = []
     for name, shape, unit, formula, amount, tf32, operands in rows:
         if name not in pick:
@@ -207,7 +260,7 @@ def main():
                 set_tf32(False)
         tp = "-" if res["ms"] is None else f"{res['throughput']:.2f} {'TF/s' if unit == 'TFLOP/s' else 'GB/s'}"
         fr = "-" if res["frac_copy"] is None else f"{res['frac_copy']:.3f}"
-        print(f"{name:<10} {shape:<16} {res['ms'] or 0:>10.4f} {tp:>12} {fr:>8}  {res['check']:<6} {res['detail']}",
+        print(f"{name:<10} {shape:<18} {res['ms'] or 0:>10.4f} {tp:>12} {fr:>8}  {res['check']:<6} {res['detail']}",
               flush=True)
         results.append(res)
 
