@@ -1,2 +1,291 @@
-// Reference values, gradients and bad input of the rnn family.
+// Reference values, gradients and bad input of the rnn family: the fused LSTM / GRU / simple RNN
+// against an independent step loop written here from the Keras cell formulas (numpy style, naive
+// matrix products in double), in float32 and float64, with and without initial states and
+// go_backwards; batch and time unknown at graph build; gradients of a loss against central
+// differences of the reference loop; bad input (status + message + session usable).
+#include <cmath>
+
 #include "kb_test_util.h"
+
+namespace {
+
+using namespace kbt;
+
+class Rnn : public KbTest {};
+
+enum Mode { LSTM = 0, GRU = 1, TANH = 2, RELU = 3 };
+int gates(int m) { return m == LSTM ? 4 : m == GRU ? 3 : 1; }
+double sig(double v) { return 1.0 / (1.0 + std::exp(-v)); }
+
+struct Weights {
+    int mode;
+    int64_t B, T, I, U;
+    std::vector<double> x, h0, c0, K, R, b;  // h0 / c0 empty: zeros
+};
+
+struct RefOut {
+    std::vector<double> y, h, c;  // y (B, T, U), h / c (B, U)
+};
+
+// The Keras cell loop. go_back: the steps read x[:, T-1-s]; the outputs stay in step order.
+RefOut reference(const Weights &w, bool go_back) {
+    int64_t B = w.B, T = w.T, I = w.I, U = w.U, G = gates(w.mode), GU = G * U;
+    RefOut o;
+    o.y.assign((size_t)(B * T * U), 0.0);
+    o.h.assign((size_t)(B * U), 0.0);
+    o.c.assign((size_t)(B * U), 0.0);
+    for (int64_t bi = 0; bi < B; ++bi) {
+        std::vector<double> h(U, 0.0), c(U, 0.0);
+        for (int64_t u = 0; u < U; ++u) {
+            if (!w.h0.empty()) h[u] = w.h0[bi * U + u];
+            if (!w.c0.empty()) c[u] = w.c0[bi * U + u];
+        }
+        for (int64_t s = 0; s < T; ++s) {
+            int64_t t = go_back ? T - 1 - s : s;
+            std::vector<double> xp(GU), hp(GU);  // x_t . K + bW, h . R + bR
+            for (int64_t j = 0; j < GU; ++j) {
+                double a = w.b[j], r = w.b[GU + j];
+                for (int64_t i = 0; i < I; ++i) a += w.x[(bi * T + t) * I + i] * w.K[i * GU + j];
+                for (int64_t k = 0; k < U; ++k) r += h[k] * w.R[k * GU + j];
+                xp[j] = a;
+                hp[j] = r;
+            }
+            std::vector<double> hn(U);
+            for (int64_t u = 0; u < U; ++u) {
+                if (w.mode == LSTM) {
+                    double ig = sig(xp[u] + hp[u]), fg = sig(xp[U + u] + hp[U + u]);
+                    double cg = std::tanh(xp[2 * U + u] + hp[2 * U + u]), og = sig(xp[3 * U + u] + hp[3 * U + u]);
+                    c[u] = fg * c[u] + ig * cg;
+                    hn[u] = og * std::tanh(c[u]);
+                } else if (w.mode == GRU) {
+                    double z = sig(xp[u] + hp[u]), r = sig(xp[U + u] + hp[U + u]);
+                    double hh = std::tanh(xp[2 * U + u] + r * hp[2 * U + u]);
+                    hn[u] = z * h[u] + (1 - z) * hh;
+                } else {
+                    double a = xp[u] + hp[u];
+                    hn[u] = w.mode == TANH ? std::tanh(a) : std::max(a, 0.0);
+                }
+            }
+            h = hn;
+            for (int64_t u = 0; u < U; ++u) o.y[(bi * T + s) * U + u] = h[u];
+        }
+        for (int64_t u = 0; u < U; ++u) {
+            o.h[bi * U + u] = h[u];
+            o.c[bi * U + u] = c[u];
+        }
+    }
+    return o;
+}
+
+Weights random_weights(std::mt19937_64 &gen, int mode, int64_t B, int64_t T, int64_t I, int64_t U, bool states) {
+    Weights w;
+    w.mode = mode;
+    w.B = B, w.T = T, w.I = I, w.U = U;
+    int64_t GU = gates(mode) * U;
+    w.x = random_values(gen, (size_t)(B * T * I), -1, 1);
+    if (states) w.h0 = random_values(gen, (size_t)(B * U), -1, 1);
+    if (states && mode == LSTM) w.c0 = random_values(gen, (size_t)(B * U), -1, 1);
+    w.K = random_values(gen, (size_t)(I * GU), -0.8, 0.8);
+    w.R = random_values(gen, (size_t)(U * GU), -0.8, 0.8);
+    w.b = random_values(gen, (size_t)(2 * GU), -0.5, 0.5);
+    return w;
+}
+
+Weights rounded_weights(const Weights &w, kb_dtype dt) {
+    Weights r = w;
+    for (auto *v : {&r.x, &r.h0, &r.c0, &r.K, &r.R, &r.b}) *v = rounded(*v, dt);
+    return r;
+}
+
+struct Vars {
+    kb_tensor *x, *h0, *c0, *K, *R, *b;
+};
+
+Vars make_vars(kb_context *ctx, const Weights &w, kb_dtype dt) {
+    int64_t GU = gates(w.mode) * w.U;
+    Vars v;
+    v.x = make_var(ctx, w.x, {w.B, w.T, w.I}, dt, "x");
+    v.h0 = w.h0.empty() ? nullptr : make_var(ctx, w.h0, {w.B, w.U}, dt, "h0");
+    v.c0 = w.c0.empty() ? nullptr : make_var(ctx, w.c0, {w.B, w.U}, dt, "c0");
+    v.K = make_var(ctx, w.K, {w.I, GU}, dt, "kernel");
+    v.R = make_var(ctx, w.R, {w.U, GU}, dt, "recurrent_kernel");
+    v.b = make_var(ctx, w.b, {2 * GU}, dt, "bias");
+    return v;
+}
+
+// The layer of w's mode on tensors v (x possibly replaced).
+kb_status layer(int mode, kb_tensor *x, const Vars &v, int go_back, kb_tensor **y, kb_tensor **h, kb_tensor **c) {
+    if (mode == LSTM) return kb_cudnn_lstm(x, v.h0, v.c0, v.K, v.R, v.b, go_back, y, h, c);
+    if (c) *c = nullptr;
+    if (mode == GRU) return kb_cudnn_gru(x, v.h0, v.K, v.R, v.b, go_back, y, h);
+    return kb_cudnn_simple_rnn(x, v.h0, v.K, v.R, v.b, mode == TANH ? KB_CUDNN_RNN_TANH : KB_CUDNN_RNN_RELU, go_back,
+                               y, h);
+}
+
+Tol tol_of(kb_dtype dt) { return dt == KB_FLOAT32 ? Tol{1e-5, 1e-6} : Tol{1e-12, 1e-13}; }
+
+TEST_F(Rnn, LayersMatchStepLoop) {
+    for (int mode : {LSTM, GRU, TANH, RELU})
+        for (bool states : {true, false})
+            for (int back : {0, 1})
+                for (kb_dtype dt : {KB_FLOAT32, KB_FLOAT64}) {
+                    Weights w = random_weights(gen, mode, 3, 4, 5, 3, states);
+                    RefOut ref = reference(rounded_weights(w, dt), back);
+                    Vars v = make_vars(ctx, w, dt);
+                    kb_tensor *y, *h, *c;
+                    ASSERT_TRUE(ok(layer(mode, v.x, v, back, &y, &h, mode == LSTM ? &c : nullptr)));
+                    std::string what = "mode " + std::to_string(mode) + " states " + std::to_string(states) +
+                                       " back " + std::to_string(back) + " dtype " + kb_dtype_name(dt);
+                    HostValue hy = eval(y);
+                    EXPECT_EQ(hy.shape, (Shape{3, 4, 3})) << what;
+                    EXPECT_TRUE(allclose(hy.v, ref.y, tol_of(dt))) << what;
+                    EXPECT_TRUE(allclose(eval_v(h), ref.h, tol_of(dt))) << what;
+                    if (mode == LSTM) {
+                        EXPECT_TRUE(allclose(eval_v(c), ref.c, tol_of(dt))) << what;
+                    }
+                }
+}
+
+// A hand-checkable LSTM step: one unit, one input, zero recurrent kernel and biases except one.
+TEST_F(Rnn, LstmGateOrderIsIFCO) {
+    // kernel (1, 4) = [wi, wf, wc, wo]; x = 1 for one step; c0 = 2.
+    std::vector<double> K{0.5, -1.0, 0.25, 2.0}, R(4, 0.0), b{0, 0, 0, 0, 0.1, 0, 0, 0};
+    kb_tensor *x = make_var(ctx, {1.0}, {1, 1, 1}, KB_FLOAT64), *c0 = make_var(ctx, {2.0}, {1, 1}, KB_FLOAT64);
+    kb_tensor *y, *h, *c;
+    ASSERT_TRUE(ok(kb_cudnn_lstm(x, nullptr, c0, make_var(ctx, K, {1, 4}, KB_FLOAT64),
+                                 make_var(ctx, R, {1, 4}, KB_FLOAT64), make_var(ctx, b, {8}, KB_FLOAT64), 0, &y, &h, &c)));
+    double i = sig(0.6), f = sig(-1.0), g = std::tanh(0.25), o = sig(2.0);
+    double cn = f * 2.0 + i * g;
+    EXPECT_TRUE(allclose(eval_v(c), {cn}, 1e-14, 1e-14));
+    EXPECT_TRUE(allclose(eval_v(h), {o * std::tanh(cn)}, 1e-14, 1e-14));
+}
+
+// GRU: Keras blocks z, r, h; the reset gate multiplies (h . R_h + bR_h) (reset_after).
+TEST_F(Rnn, GruResetAfterRecurrentMatmul) {
+    // one unit; x = 1; h0 = 0.5. kernel [wz, wr, wh], recurrent [rz, rr, rh], bias [bWz bWr bWh bRz bRr bRh].
+    std::vector<double> K{0.3, -0.7, 0.9}, R{0.2, 0.4, -1.1}, b{0.1, 0.0, 0.2, 0.0, 0.3, 0.5};
+    kb_tensor *x = make_var(ctx, {1.0}, {1, 1, 1}, KB_FLOAT64), *h0 = make_var(ctx, {0.5}, {1, 1}, KB_FLOAT64);
+    kb_tensor *y = nullptr;
+    ASSERT_TRUE(ok(kb_cudnn_gru(x, h0, make_var(ctx, K, {1, 3}, KB_FLOAT64), make_var(ctx, R, {1, 3}, KB_FLOAT64),
+                                make_var(ctx, b, {6}, KB_FLOAT64), 0, &y, nullptr)));
+    double z = sig(0.3 + 0.1 + 0.5 * 0.2), r = sig(-0.7 + 0.5 * 0.4 + 0.3);
+    double hh = std::tanh(0.9 + 0.2 + r * (0.5 * -1.1 + 0.5));
+    EXPECT_TRUE(allclose(eval_v(y), {z * 0.5 + (1 - z) * hh}, 1e-14, 1e-14));
+}
+
+// Batch and time unknown at graph build: the packed results are sliced from fixed rows.
+TEST_F(Rnn, UnknownBatchAndTimeWithGradients) {
+    for (int mode : {LSTM, GRU}) {
+        Weights w = random_weights(gen, mode, 2, 5, 3, 4, true);
+        RefOut ref = reference(w, true);
+        int64_t ps[3] = {KB_NONE, KB_NONE, 3}, hs[2] = {KB_NONE, 4};
+        kb_tensor *x = kb_placeholder(ctx, ps, 3, KB_FLOAT64, "x");
+        Vars v = make_vars(ctx, w, KB_FLOAT64);
+        v.h0 = kb_placeholder(ctx, hs, 2, KB_FLOAT64, "h0");
+        kb_tensor *y, *h, *c = nullptr;
+        ASSERT_TRUE(ok(layer(mode, x, v, 1, &y, &h, mode == LSTM ? &c : nullptr)));
+        EXPECT_EQ(kb_ndim(y), 3);
+        kb_tensor *loss = kb_sum(kb_square(y), nullptr, 0, 0);
+        kb_tensor *wrt[3] = {x, v.h0, v.R}, *g[3] = {nullptr, nullptr, nullptr};
+        ASSERT_TRUE(ok(kb_gradients(loss, wrt, 3, g)));
+        auto xb = to_bytes(w.x, KB_FLOAT64), hb = to_bytes(w.h0, KB_FLOAT64);
+        Shape xs{2, 5, 3}, h0s{2, 4};
+        RunResult r = run_function(ctx, {y, h, g[0], g[1], g[2]}, KB_DEVICE_CPU, {x, v.h0},
+                                   {feed_of(xb, KB_FLOAT64, xs), feed_of(hb, KB_FLOAT64, h0s)});
+        ASSERT_TRUE(ok(r.status)) << r.error;
+        EXPECT_EQ(r.outs[0].shape, (Shape{2, 5, 4}));
+        EXPECT_TRUE(allclose(r.outs[0].v, ref.y, 1e-12, 1e-13));
+        EXPECT_TRUE(allclose(r.outs[1].v, ref.h, 1e-12, 1e-13));
+        // d sum(y^2) by central differences of the reference loop (x, h0, recurrent_kernel).
+        std::vector<double> *targets[3] = {&w.x, &w.h0, &w.R};
+        for (int k = 0; k < 3; ++k) {
+            std::vector<double> num(targets[k]->size());
+            for (size_t i = 0; i < num.size(); ++i) {
+                double keep = (*targets[k])[i], e = 1e-6;
+                auto f = [&](double val) {
+                    (*targets[k])[i] = val;
+                    RefOut o = reference(w, true);
+                    double s = 0;
+                    for (double q : o.y) s += q * q;
+                    return s;
+                };
+                num[i] = (f(keep + e) - f(keep - e)) / (2 * e);
+                (*targets[k])[i] = keep;
+            }
+            EXPECT_TRUE(allclose(r.outs[2 + k].v, num, 1e-6, 1e-8)) << "mode " << mode << " input " << k;
+        }
+    }
+}
+
+TEST_F(Rnn, BadInput) {
+    Weights w = random_weights(gen, LSTM, 2, 3, 3, 2, true);
+    Vars v = make_vars(ctx, w, KB_FLOAT32);
+    kb_tensor *y = nullptr, *h = nullptr, *c = nullptr;
+    const char *fn = "kb_cudnn_lstm";
+    auto expect = [&](kb_status got, kb_status st, std::vector<std::string> needles) {
+        EXPECT_EQ(got, st) << kb_last_error();
+        EXPECT_TRUE(has_error(st, needles));
+        EXPECT_EQ(y, nullptr);
+        kb_clear_error();
+    };
+    // x not 3-D.
+    kb_tensor *x2 = make_var(ctx, random_values(gen, 6, -1, 1), {2, 3});
+    expect(kb_cudnn_lstm(x2, v.h0, v.c0, v.K, v.R, v.b, 0, &y, &h, &c), KB_ERR_SHAPE, {fn, "x must be 3-D"});
+    // x input_dim differs from the kernel's rows.
+    kb_tensor *x4 = make_var(ctx, random_values(gen, 24, -1, 1), {2, 3, 4});
+    expect(kb_cudnn_lstm(x4, v.h0, v.c0, v.K, v.R, v.b, 0, &y, &h, &c), KB_ERR_SHAPE, {fn, "input_dim 4", "expects 3"});
+    // kernel with 3 * units columns for an LSTM.
+    kb_tensor *k6 = make_var(ctx, random_values(gen, 18, -1, 1), {3, 6});
+    expect(kb_cudnn_lstm(v.x, v.h0, v.c0, k6, v.R, v.b, 0, &y, &h, &c), KB_ERR_SHAPE, {fn, "kernel (3, 6)", "4 * units = 8"});
+    // recurrent_kernel not (units, 4 units).
+    kb_tensor *r6 = make_var(ctx, random_values(gen, 12, -1, 1), {2, 6});
+    expect(kb_cudnn_lstm(v.x, v.h0, v.c0, v.K, r6, v.b, 0, &y, &h, &c), KB_ERR_SHAPE, {fn, "recurrent_kernel", "(units, 4 * units)"});
+    // bias of 4 units instead of 8.
+    kb_tensor *b8 = make_var(ctx, random_values(gen, 8, -1, 1), {8});
+    expect(kb_cudnn_lstm(v.x, v.h0, v.c0, v.K, v.R, b8, 0, &y, &h, &c), KB_ERR_SHAPE, {fn, "bias (8,)", "16 entries"});
+    // h0 of the wrong batch, c0 of the wrong units.
+    kb_tensor *h3 = make_var(ctx, random_values(gen, 6, -1, 1), {3, 2}), *c3 = make_var(ctx, random_values(gen, 6, -1, 1), {2, 3});
+    expect(kb_cudnn_lstm(v.x, h3, v.c0, v.K, v.R, v.b, 0, &y, &h, &c), KB_ERR_SHAPE, {fn, "initial h (h0) (3, 2)"});
+    expect(kb_cudnn_lstm(v.x, v.h0, c3, v.K, v.R, v.b, 0, &y, &h, &c), KB_ERR_SHAPE, {fn, "initial c (c0) (2, 3)"});
+    // dtypes: float64 kernel with float32 x; int32 x.
+    kb_tensor *k64 = make_var(ctx, w.K, {3, 8}, KB_FLOAT64);
+    expect(kb_cudnn_lstm(v.x, v.h0, v.c0, k64, v.R, v.b, 0, &y, &h, &c), KB_ERR_DTYPE, {fn, "kernel dtype float64"});
+    kb_tensor *xi = make_var(ctx, random_values(gen, 18, -1, 1), {2, 3, 3}, KB_INT32);
+    expect(kb_cudnn_lstm(xi, v.h0, v.c0, v.K, v.R, v.b, 0, &y, &h, &c), KB_ERR_DTYPE, {fn});
+    // NULL kernel, nothing requested, go_backwards 2.
+    expect(kb_cudnn_lstm(v.x, v.h0, v.c0, nullptr, v.R, v.b, 0, &y, &h, &c), KB_ERR_INVALID_ARGUMENT, {fn, "kernel"});
+    expect(kb_cudnn_lstm(v.x, v.h0, v.c0, v.K, v.R, v.b, 0, nullptr, nullptr, nullptr), KB_ERR_INVALID_ARGUMENT, {fn, "NULL"});
+    expect(kb_cudnn_lstm(v.x, v.h0, v.c0, v.K, v.R, v.b, 2, &y, &h, &c), KB_ERR_INVALID_ARGUMENT, {fn, "go_backwards"});
+    // Weight shapes unknown at build.
+    int64_t ks[2] = {3, KB_NONE};
+    kb_tensor *kp = kb_placeholder(ctx, ks, 2, KB_FLOAT32, "k");
+    expect(kb_cudnn_lstm(v.x, v.h0, v.c0, kp, v.R, v.b, 0, &y, &h, &c), KB_ERR_SHAPE, {fn, "shape of kernel must be known"});
+    // GRU and simple RNN messages name their function and gate count.
+    expect(kb_cudnn_gru(v.x, v.h0, v.K, v.R, v.b, 0, &y, &h), KB_ERR_SHAPE, {"kb_cudnn_gru", "3 * units"});
+    expect(kb_cudnn_simple_rnn(v.x, v.h0, v.K, v.R, v.b, (kb_cudnn_rnn_activation)5, 0, &y, &h),
+           KB_ERR_INVALID_ARGUMENT, {"kb_cudnn_simple_rnn", "activation"});
+    // No timesteps (known at build).
+    kb_tensor *x0 = make_var(ctx, {}, {2, 0, 3});
+    expect(kb_cudnn_lstm(x0, v.h0, v.c0, v.K, v.R, v.b, 0, &y, &h, &c), KB_ERR_SHAPE, {fn, "no timesteps"});
+    // The session stays usable.
+    ASSERT_TRUE(ok(kb_cudnn_lstm(v.x, v.h0, v.c0, v.K, v.R, v.b, 0, &y, &h, &c)));
+    EXPECT_TRUE(allclose(eval_v(h), reference(rounded_weights(w, KB_FLOAT32), false).h, tol_of(KB_FLOAT32)));
+}
+
+// Second derivatives through the fused layer are refused with a clear status.
+TEST_F(Rnn, SecondDerivativeRefused) {
+    Weights w = random_weights(gen, GRU, 2, 3, 3, 2, true);
+    Vars v = make_vars(ctx, w, KB_FLOAT64);
+    kb_tensor *y = nullptr;
+    ASSERT_TRUE(ok(kb_cudnn_gru(v.x, v.h0, v.K, v.R, v.b, 0, &y, nullptr)));
+    kb_tensor *g = nullptr;
+    ASSERT_TRUE(ok(kb_gradients(kb_sum(kb_square(y), nullptr, 0, 0), &v.K, 1, &g)));
+    kb_tensor *g2 = nullptr;
+    kb_clear_error();
+    EXPECT_EQ(kb_gradients(kb_sum(kb_square(g), nullptr, 0, 0), &v.R, 1, &g2), KB_ERR_NOT_SUPPORTED);
+    EXPECT_TRUE(has_error(KB_ERR_NOT_SUPPORTED, {"second derivative", "cudnn_rnn_backward_weights"}));
+    kb_clear_error();
+    EXPECT_EQ(eval(g).v.size(), (size_t)18);  // the first gradient still evaluates
+}
+
+}  // namespace

@@ -625,6 +625,40 @@ KB_API kb_tensor *kb_separable_conv1d(kb_tensor *x, kb_tensor *depthwise_kernel,
 /* -- higher-order functions and rnn: loop nodes (ops/control.c) -- */
 
 /* -- fused recurrent layers (ops/rnn.c) -- */
+/** Activation of kb_cudnn_simple_rnn (cuDNN's RNN_TANH / RNN_RELU cells). */
+typedef enum kb_cudnn_rnn_activation { KB_CUDNN_RNN_TANH = 0, KB_CUDNN_RNN_RELU = 1 } kb_cudnn_rnn_activation;
+/**
+ * Fused LSTM over a whole sequence (Keras CuDNNLSTM; cuDNN on the GPU, the same math on the CPU).
+ * x (batch, timesteps, input_dim) float32/float64; h0, c0 (batch, units) or NULL (zeros, Keras'
+ * initial_state None); kernel (input_dim, 4 * units), recurrent_kernel (units, 4 * units), bias
+ * (8 * units) = input bias then recurrent bias, gate blocks i, f, c, o; each gate is
+ * x_t . kernel + h . recurrent_kernel + both biases; c' = f c + i g, h' = o tanh(c') (sigmoid
+ * gates, tanh). The weight shapes must be known at graph build. go_backwards (0/1) reverses x
+ * along time first; the outputs stay in processing order (Keras). Results (any may be NULL, not
+ * all): *outputs (batch, timesteps, units), *h_n = the last output, *c_n the last cell state.
+ * Gradients flow to x, h0, c0 and the weights; second derivatives are KB_ERR_NOT_SUPPORTED.
+ * Errors: KB_ERR_SHAPE / KB_ERR_DTYPE naming the argument; outputs are NULL on error.
+ */
+KB_API kb_status kb_cudnn_lstm(kb_tensor *x, kb_tensor *h0, kb_tensor *c0, kb_tensor *kernel,
+                               kb_tensor *recurrent_kernel, kb_tensor *bias, int go_backwards,
+                               kb_tensor **outputs, kb_tensor **h_n, kb_tensor **c_n);
+/**
+ * Fused GRU (Keras CuDNNGRU = GRU with reset_after=True): kernel (input_dim, 3 * units),
+ * recurrent_kernel (units, 3 * units), bias (6 * units), gate blocks z, r, h (Keras order; cuDNN's
+ * r, z, h is handled inside): z, r = sigmoid(x_t W + bW + h R + bR) per gate,
+ * hh = tanh(x_t W_h + bW_h + r * (h R_h + bR_h)), h' = z h + (1 - z) hh. Other arguments as
+ * kb_cudnn_lstm.
+ */
+KB_API kb_status kb_cudnn_gru(kb_tensor *x, kb_tensor *h0, kb_tensor *kernel, kb_tensor *recurrent_kernel,
+                              kb_tensor *bias, int go_backwards, kb_tensor **outputs, kb_tensor **h_n);
+/**
+ * Fused simple RNN: h' = activation(x_t . kernel + bW + h . recurrent_kernel + bR), kernel
+ * (input_dim, units), recurrent_kernel (units, units), bias (2 * units). Other arguments as
+ * kb_cudnn_lstm.
+ */
+KB_API kb_status kb_cudnn_simple_rnn(kb_tensor *x, kb_tensor *h0, kb_tensor *kernel, kb_tensor *recurrent_kernel,
+                                     kb_tensor *bias, kb_cudnn_rnn_activation activation, int go_backwards,
+                                     kb_tensor **outputs, kb_tensor **h_n);
 
 /* -- CTC (ops/ctc.c) -- */
 
