@@ -1,6 +1,7 @@
 // Op cases of the conv family (see op_cases.h): conv2d in both data formats with strides,
 // dilation, 'valid', symmetric and asymmetric 'same' (the odd pad at the bottom / right), conv1d
-// (valid / same / causal) through conv2d, and the backward-data / backward-filter ops through vjp.
+// (valid / same / causal) through conv2d, and the backward-data / backward-filter ops through vjp;
+// conv3d / conv3d_transpose / pool3d likewise in 3-D (small volumes: finite differences are costly).
 #include "op_cases.h"
 
 namespace kbt {
@@ -36,6 +37,76 @@ Shape y_shape(const Conv &c, int cf) {
     return cf ? Shape{2, 2, oh, ow} : Shape{2, oh, ow, 2};
 }
 kb_data_format_arg fmt(int cf) { return cf ? KB_DATA_FORMAT_CHANNELS_FIRST : KB_DATA_FORMAT_CHANNELS_LAST; }
+// conv3d (+ backward ops through vjp, conv3d_transpose) and pool3d (+ pool3d_grad): small volumes,
+// both formats, 'valid', asymmetric 'same', strides, dilation.
+struct Conv3 {
+    const char *name;
+    int64_t s[3], d[3];
+    kb_padding pad;
+    int64_t sp[3], k[3];  // volume and window
+};
+const Conv3 kConv3s[] = {
+    {"valid_s1", {1, 1, 1}, {1, 1, 1}, KB_PADDING_VALID, {3, 4, 3}, {2, 2, 2}},
+    {"same_s2_asym", {2, 1, 2}, {1, 1, 1}, KB_PADDING_SAME, {4, 3, 3}, {3, 2, 2}},  // pads 0/1, 0/1, 0/1
+    {"same_d2", {1, 1, 1}, {2, 1, 1}, KB_PADDING_SAME, {4, 3, 3}, {2, 2, 1}},
+};
+
+Shape vol(int cf, int64_t n, int64_t c, const int64_t sp[3]) {
+    return cf ? Shape{n, c, sp[0], sp[1], sp[2]} : Shape{n, sp[0], sp[1], sp[2], c};
+}
+
+void add_conv3d_cases(std::vector<OpCase> &v) {
+    for (const Conv3 &c : kConv3s)
+        for (int cf = 0; cf < 2; ++cf) {
+            std::string tag = std::string(c.name) + (cf ? "_cf" : "_cl");
+            int64_t out[3];
+            for (int i = 0; i < 3; ++i) out[i] = out_dim(c.sp[i], c.k[i], c.s[i], c.d[i], c.pad);
+            Shape xs = vol(cf, 2, 2, c.sp), ks{c.k[0], c.k[1], c.k[2], 2, 3}, ys = vol(cf, 2, 3, out);
+            Builder conv = [c, cf](kb_context *, In in) { return kb_conv3d(in[0], in[1], c.s, c.pad, fmt(cf), c.d); };
+            v.push_back(mk(KB_OP_CONV3D, "conv3d_" + tag, conv, {xs, ks}, {sym}, true, T32R, T64R));
+            v.back().half = true;
+            v.push_back(mk(KB_OP_CONV3D_BACKPROP_INPUT, "conv3d_backprop_input_" + tag,
+                           [conv](kb_context *ctx, In in) { return vjp(conv(ctx, in), in[2], in[0]); }, {xs, ks, ys},
+                           {sym}, true, T32R, T64R));
+            v.push_back(mk(KB_OP_CONV3D_BACKPROP_FILTER, "conv3d_backprop_filter_" + tag,
+                           [conv](kb_context *ctx, In in) { return vjp(conv(ctx, in), in[2], in[1]); }, {xs, ks, ys},
+                           {sym}, true, T32R, T64R));
+            if (c.d[0] > 1 || c.d[1] > 1 || c.d[2] > 1) continue;  // conv3d_transpose has no dilation
+            int64_t os[5] = {xs[0], xs[1], xs[2], xs[3], xs[4]};
+            v.push_back(mk(KB_OP_CONV3D_BACKPROP_INPUT, "conv3d_transpose_" + tag,
+                           [c, cf, os](kb_context *, In in) {
+                               return kb_conv3d_transpose(in[0], in[1], os, c.s, c.pad, fmt(cf));
+                           },
+                           {ys, ks}, {sym}, true, T32R, T64R));
+            v.back().half = true;
+        }
+    struct P3 {
+        const char *name;
+        int64_t k[3], s[3];
+        kb_padding pad;
+        int64_t sp[3];
+    };
+    const P3 ps[] = {{"valid_k2_s2", {2, 2, 2}, {2, 2, 2}, KB_PADDING_VALID, {4, 3, 4}},
+                     {"same_k3_s1", {3, 3, 2}, {1, 1, 1}, KB_PADDING_SAME, {3, 3, 2}},         // 1/1, 1/1, 0/1
+                     {"same_k3_s2_asym", {3, 2, 3}, {2, 1, 2}, KB_PADDING_SAME, {4, 3, 5}}};  // 0/1, 0/1, 1/1
+    for (const P3 &p : ps)
+        for (int avg = 0; avg < 2; ++avg)
+            for (int cf = 0; cf < 2; ++cf) {
+                std::string tag = std::string(avg ? "avg_" : "max_") + p.name + (cf ? "_cf" : "_cl");
+                kb_pool_mode mode = avg ? KB_POOL_AVG : KB_POOL_MAX;
+                Builder pool = [p, cf, mode](kb_context *, In in) {
+                    return kb_pool3d(in[0], p.k, p.s, p.pad, fmt(cf), mode);
+                };
+                int64_t out[3];
+                for (int i = 0; i < 3; ++i) out[i] = out_dim(p.sp[i], p.k[i], p.s[i], 1, p.pad);
+                Shape xs = vol(cf, 2, 2, p.sp), ys = vol(cf, 2, 2, out);
+                v.push_back(mk(KB_OP_POOL3D, "pool3d_" + tag, pool, {xs}, {sym}, true, T32R, T64R));
+                v.back().half = true;
+                v.push_back(mk(KB_OP_POOL3D_GRAD, "pool3d_grad_" + tag,
+                               [pool](kb_context *ctx, In in) { return vjp(pool(ctx, in), in[1], in[0]); }, {xs, ys},
+                               {sym}, avg == 1, T32R, T64R));
+            }
+}
 }  // namespace
 
 void add_conv_cases(std::vector<OpCase> &v) {
@@ -140,6 +211,7 @@ void add_conv_cases(std::vector<OpCase> &v) {
                                [pool](kb_context *ctx, In in) { return vjp(pool(ctx, in), in[1], in[0]); }, {xs, ys},
                                {sym}, avg == 1, T32R, T64R));
             }
+    add_conv3d_cases(v);
 }
 
 }  // namespace kbt

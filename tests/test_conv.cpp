@@ -1,7 +1,7 @@
 // Reference values and bad input of the conv family: conv2d / conv1d against a direct
 // (non-im2col) cross-correlation loop with TF's 'same' arithmetic (odd pad at the bottom /
 // right), both data formats, strides, dilation; the backward ops against the loop's adjoint;
-// Keras' error messages (spec 2.5).
+// Keras' error messages (spec 2.5); conv3d / conv3d_transpose / pool3d the same way in 3-D.
 #include <cmath>
 
 #include "kb_test_util.h"
@@ -306,7 +306,7 @@ TEST_F(Conv, Conv2dTransposeBadInput) {
     EXPECT_TRUE(has_error(KB_ERR_INVALID_ARGUMENT, {fn, "output_shape[0] = 3"}));
     kb_clear_error();
     EXPECT_EQ(kb_conv2d_transpose(x, k, zero_dim, nullptr, KB_PADDING_VALID, cl, nullptr), nullptr);
-    EXPECT_TRUE(has_error(KB_ERR_INVALID_ARGUMENT, {fn, "output_shape[0] = 0"}));
+    EXPECT_TRUE(has_error(KB_ERR_INVALID_ARGUMENT, {fn, "output_shape[1] = 0"}));
     kb_clear_error();
     // (2, 6, 6, 4) 'valid' with a 3x3 window gives 4x4, not x's 3x3.
     const int64_t wrong[4] = {2, 6, 6, 4}, wrong_c[4] = {2, 5, 5, 3};
@@ -710,6 +710,428 @@ TEST_F(Conv, Pool2dBadInput) {
     EXPECT_TRUE(has_error(KB_ERR_NOT_SUPPORTED, {"second derivative of max pooling"}));
     kb_clear_error();
     kb_tensor *ya = kb_pool2d(x, k2, nullptr, KB_PADDING_SAME, KB_DATA_FORMAT_CHANNELS_LAST, KB_POOL_AVG);
+    ASSERT_TRUE(ok(kb_gradients(kb_sum(kb_square(ya), nullptr, 0, 0), &x, 1, &g)));
+    EXPECT_TRUE(ok(kb_gradients(kb_sum(kb_square(g), nullptr, 0, 0), &x, 1, &gg)));
+}
+
+}  // namespace
+
+// ---- conv3d, conv3d_transpose, pool3d ------------------------------------------------------------
+
+namespace {
+
+using namespace kbt;
+
+// 3-D geometry of a conv3d case with TF's 'same' arithmetic (odd pad at the back / bottom / right).
+struct Geo3 {
+    int64_t N, C, O, in[3], k[3], s[3], d[3], out[3], pad[3];
+    bool cf;
+};
+
+Geo3 geo3(const Shape &xs, const Shape &ks, const int64_t s[3], const int64_t d[3], bool same, bool cf) {
+    Geo3 g{};
+    g.N = xs[0];
+    g.C = cf ? xs[1] : xs[4];
+    g.O = ks[4];
+    g.cf = cf;
+    for (int i = 0; i < 3; ++i) {
+        g.in[i] = xs[(cf ? 2 : 1) + i];
+        g.k[i] = ks[i];
+        g.s[i] = s[i];
+        g.d[i] = d[i];
+        int64_t ke = (g.k[i] - 1) * d[i] + 1;
+        g.out[i] = same ? (g.in[i] + s[i] - 1) / s[i] : (g.in[i] - ke) / s[i] + 1;
+        g.pad[i] = same ? std::max<int64_t>((g.out[i] - 1) * s[i] + ke - g.in[i], 0) / 2 : 0;
+    }
+    return g;
+}
+// Offset of (n, c, p[3]) in a 5-D tensor of channels C and spatial dims sp in the case's format.
+int64_t at5(bool cf, int64_t C, const int64_t sp[3], int64_t n, int64_t c, const int64_t p[3]) {
+    int64_t s = (p[0] * sp[1] + p[1]) * sp[2] + p[2];
+    return cf ? (n * C + c) * sp[0] * sp[1] * sp[2] + s : (n * sp[0] * sp[1] * sp[2] + s) * C + c;
+}
+Shape shape5(bool cf, int64_t N, int64_t C, const int64_t sp[3]) {
+    return cf ? Shape{N, C, sp[0], sp[1], sp[2]} : Shape{N, sp[0], sp[1], sp[2], C};
+}
+
+// Visit every (y index, x index, kernel index) triple of the 3-D cross-correlation inside x.
+template <typename F>
+void each_tap3(const Geo3 &g, F f) {
+    int64_t o[3], kk[3], ip[3];
+    for (int64_t n = 0; n < g.N; ++n)
+        for (o[0] = 0; o[0] < g.out[0]; ++o[0])
+            for (o[1] = 0; o[1] < g.out[1]; ++o[1])
+                for (o[2] = 0; o[2] < g.out[2]; ++o[2])
+                    for (kk[0] = 0; kk[0] < g.k[0]; ++kk[0])
+                        for (kk[1] = 0; kk[1] < g.k[1]; ++kk[1])
+                            for (kk[2] = 0; kk[2] < g.k[2]; ++kk[2]) {
+                                bool inside = true;
+                                for (int i = 0; i < 3; ++i) {
+                                    ip[i] = o[i] * g.s[i] - g.pad[i] + kk[i] * g.d[i];
+                                    inside = inside && ip[i] >= 0 && ip[i] < g.in[i];
+                                }
+                                if (!inside) continue;
+                                for (int64_t c = 0; c < g.C; ++c)
+                                    for (int64_t oc = 0; oc < g.O; ++oc)
+                                        f(at5(g.cf, g.O, g.out, n, oc, o), at5(g.cf, g.C, g.in, n, c, ip),
+                                          (((kk[0] * g.k[1] + kk[1]) * g.k[2] + kk[2]) * g.C + c) * g.O + oc);
+                            }
+}
+
+struct Case3 {
+    Shape x, k;
+    int64_t s[3], d[3];
+    bool same, cf;
+};
+
+const Case3 kCases3[] = {
+    {{2, 4, 5, 4, 2}, {2, 3, 2, 2, 3}, {1, 1, 1}, {1, 1, 1}, false, false},
+    {{2, 2, 4, 5, 4}, {2, 3, 2, 2, 3}, {1, 1, 1}, {1, 1, 1}, false, true},
+    {{1, 6, 4, 5, 2}, {3, 2, 2, 2, 2}, {2, 2, 1}, {1, 1, 1}, true, false},  // pads 0/1 (d), 0/0 (h), 0/1 (w)
+    {{1, 2, 6, 4, 5}, {3, 2, 2, 2, 2}, {2, 2, 1}, {1, 1, 1}, true, true},
+    {{1, 5, 4, 6, 1}, {2, 2, 3, 1, 2}, {1, 1, 1}, {2, 1, 2}, true, false},  // dilation
+    {{1, 1, 5, 4, 6}, {2, 2, 3, 1, 2}, {1, 1, 1}, {2, 1, 2}, false, true},
+    {{2, 5, 6, 7, 1}, {2, 2, 3, 1, 2}, {3, 2, 2}, {1, 1, 1}, false, false},
+};
+
+kb_padding pad_of(bool same) { return same ? KB_PADDING_SAME : KB_PADDING_VALID; }
+kb_data_format_arg fmt_of(bool cf) { return cf ? KB_DATA_FORMAT_CHANNELS_FIRST : KB_DATA_FORMAT_CHANNELS_LAST; }
+
+TEST_F(Conv, Conv3dMatchesDirectLoop) {
+    for (const Case3 &c : kCases3)
+        for (kb_dtype dt : kFloats) {
+            Geo3 g = geo3(c.x, c.k, c.s, c.d, c.same, c.cf);
+            Shape ys = shape5(c.cf, g.N, g.O, g.out);
+            auto xv = random_values(gen, (size_t)numel(c.x), -1, 1), kv = random_values(gen, (size_t)numel(c.k), -1, 1);
+            std::vector<double> ref((size_t)numel(ys), 0.0);
+            each_tap3(g, [&](int64_t y, int64_t x, int64_t k) { ref[(size_t)y] += xv[(size_t)x] * kv[(size_t)k]; });
+            kb_tensor *y = kb_conv3d(make_var(ctx, xv, c.x, dt), make_var(ctx, kv, c.k, dt), c.s, pad_of(c.same),
+                                     fmt_of(c.cf), c.d);
+            ASSERT_NE(y, nullptr) << kb_last_error();
+            HostValue hv = eval(y);
+            EXPECT_EQ(hv.shape, ys);
+            EXPECT_TRUE(allclose(hv.v, ref, dt == KB_FLOAT32 ? Tol{1e-5, 1e-5} : Tol{1e-12, 1e-12}))
+                << shape_str(c.x) << " same=" << c.same << " cf=" << c.cf;
+        }
+}
+
+// The gradients (conv3d_backprop_input / _filter) against the loop's adjoint.
+TEST_F(Conv, Conv3dBackwardOpsMatchDirectLoopAdjoint) {
+    for (const Case3 &c : kCases3) {
+        Geo3 g = geo3(c.x, c.k, c.s, c.d, c.same, c.cf);
+        Shape ys = shape5(c.cf, g.N, g.O, g.out);
+        auto xv = random_values(gen, (size_t)numel(c.x), -1, 1), kv = random_values(gen, (size_t)numel(c.k), -1, 1);
+        auto wv = random_values(gen, (size_t)numel(ys), -1, 1);
+        std::vector<double> dx(xv.size(), 0.0), dk(kv.size(), 0.0);
+        each_tap3(g, [&](int64_t y, int64_t x, int64_t k) {
+            dx[(size_t)x] += wv[(size_t)y] * kv[(size_t)k];
+            dk[(size_t)k] += wv[(size_t)y] * xv[(size_t)x];
+        });
+        kb_tensor *x = make_var(ctx, xv, c.x, KB_FLOAT64), *k = make_var(ctx, kv, c.k, KB_FLOAT64);
+        kb_tensor *y = kb_conv3d(x, k, c.s, pad_of(c.same), fmt_of(c.cf), c.d);
+        ASSERT_NE(y, nullptr) << kb_last_error();
+        kb_tensor *loss = kb_sum(kb_multiply(y, make_const(ctx, wv, ys, KB_FLOAT64)), nullptr, 0, 0);
+        kb_tensor *vars[2] = {x, k}, *grads[2] = {nullptr, nullptr};
+        ASSERT_TRUE(ok(kb_gradients(loss, vars, 2, grads)));
+        EXPECT_TRUE(allclose(eval_v(grads[0]), dx, 1e-12, 1e-12)) << shape_str(c.x);
+        EXPECT_TRUE(allclose(eval_v(grads[1]), dk, 1e-12, 1e-12)) << shape_str(c.x);
+    }
+}
+
+// Spatial dims unknown at graph build: the 'same' pads come from the fed shape (uneven here).
+TEST_F(Conv, Conv3dSamePaddingFromRuntimeShape) {
+    int64_t ps[5] = {KB_NONE, KB_NONE, KB_NONE, KB_NONE, 2};
+    kb_tensor *x = kb_placeholder(ctx, ps, 5, KB_FLOAT64, "x");
+    ASSERT_NE(x, nullptr) << kb_last_error();
+    Shape ks{3, 2, 2, 2, 3}, xs{2, 6, 4, 5, 2};
+    const int64_t s[3] = {2, 2, 1}, d1[3] = {1, 1, 1};
+    auto kv = random_values(gen, (size_t)numel(ks), -1, 1), xv = random_values(gen, (size_t)numel(xs), -1, 1);
+    kb_tensor *y = kb_conv3d(x, make_var(ctx, kv, ks, KB_FLOAT64), s, KB_PADDING_SAME, KB_DATA_FORMAT_CHANNELS_LAST,
+                             nullptr);
+    ASSERT_NE(y, nullptr) << kb_last_error();
+    Geo3 g = geo3(xs, ks, s, d1, true, false);
+    std::vector<double> ref((size_t)(g.N * g.O * g.out[0] * g.out[1] * g.out[2]), 0.0);
+    each_tap3(g, [&](int64_t yy, int64_t xx, int64_t k) { ref[(size_t)yy] += xv[(size_t)xx] * kv[(size_t)k]; });
+    auto bytes = to_bytes(xv, KB_FLOAT64);
+    RunResult r = run_function(ctx, {y}, KB_DEVICE_CPU, {x}, {feed_of(bytes, KB_FLOAT64, xs)});
+    ASSERT_TRUE(ok(r.status)) << r.error;
+    EXPECT_EQ(r.outs[0].shape, (Shape{2, 3, 2, 5, 3}));
+    EXPECT_TRUE(allclose(r.outs[0].v, ref, 1e-12, 1e-12));
+}
+
+TEST_F(Conv, Conv3dBadInput) {
+    const char *fn = "kb_conv3d";
+    kb_tensor *x = make_var(ctx, std::vector<double>(2 * 4 * 4 * 4 * 2, 1.0), {2, 4, 4, 4, 2});
+    kb_tensor *k = make_var(ctx, std::vector<double>(2 * 2 * 2 * 2 * 3, 1.0), {2, 2, 2, 2, 3});
+    const int64_t s2[3] = {1, 1, 2}, d2[3] = {2, 1, 1}, zero[3] = {1, 1, 0};
+    const kb_data_format_arg cl = KB_DATA_FORMAT_CHANNELS_LAST;
+    EXPECT_EQ(kb_conv3d(x, k, nullptr, KB_PADDING_CAUSAL, cl, nullptr), nullptr);
+    EXPECT_TRUE(has_error(KB_ERR_INVALID_ARGUMENT, {fn, "Invalid padding: 2"}));
+    kb_clear_error();
+    EXPECT_EQ(kb_conv3d(x, k, nullptr, KB_PADDING_VALID, (kb_data_format_arg)4, nullptr), nullptr);
+    EXPECT_TRUE(has_error(KB_ERR_INVALID_ARGUMENT, {fn, "Unknown data_format: 4"}));
+    kb_clear_error();
+    EXPECT_EQ(kb_conv3d(x, k, s2, KB_PADDING_VALID, cl, d2), nullptr);
+    EXPECT_TRUE(has_error(KB_ERR_INVALID_ARGUMENT, {fn, "strides > 1 not supported in conjunction with dilation_rate > 1"}));
+    kb_clear_error();
+    EXPECT_EQ(kb_conv3d(x, k, zero, KB_PADDING_VALID, cl, nullptr), nullptr);
+    EXPECT_TRUE(has_error(KB_ERR_INVALID_ARGUMENT, {fn, "strides[2] = 0"}));
+    kb_clear_error();
+    EXPECT_EQ(kb_conv3d(x, k, nullptr, KB_PADDING_VALID, cl, zero), nullptr);
+    EXPECT_TRUE(has_error(KB_ERR_INVALID_ARGUMENT, {fn, "dilation_rate[2] = 0"}));
+    kb_clear_error();
+    // channels_first reads 4 input channels where the kernel has 2.
+    EXPECT_EQ(kb_conv3d(x, k, nullptr, KB_PADDING_VALID, KB_DATA_FORMAT_CHANNELS_FIRST, nullptr), nullptr);
+    EXPECT_TRUE(has_error(KB_ERR_SHAPE, {fn, "input channels"}));
+    kb_clear_error();
+    kb_tensor *big = make_var(ctx, std::vector<double>(5 * 2 * 2 * 2 * 3, 1.0), {5, 2, 2, 2, 3});
+    EXPECT_EQ(kb_conv3d(x, big, nullptr, KB_PADDING_VALID, cl, nullptr), nullptr);
+    EXPECT_TRUE(has_error(KB_ERR_SHAPE, {fn, "Negative dimension size caused by subtracting 5 from 4"}));
+    kb_clear_error();
+    kb_tensor *k4 = make_var(ctx, std::vector<double>(2 * 2 * 2 * 3, 1.0), {2, 2, 2, 3});
+    EXPECT_EQ(kb_conv3d(x, k4, nullptr, KB_PADDING_VALID, cl, nullptr), nullptr);
+    EXPECT_TRUE(has_error(KB_ERR_SHAPE, {fn, "kernel must be 5-D"}));
+    kb_clear_error();
+    kb_tensor *x4 = make_var(ctx, std::vector<double>(2 * 4 * 4 * 2, 1.0), {2, 4, 4, 2});
+    EXPECT_EQ(kb_conv3d(x4, k, nullptr, KB_PADDING_VALID, cl, nullptr), nullptr);
+    EXPECT_TRUE(has_error(KB_ERR_SHAPE, {fn, "x must be 5-D"}));
+    kb_clear_error();
+    kb_tensor *k64 = make_var(ctx, std::vector<double>(2 * 2 * 2 * 2 * 3, 1.0), {2, 2, 2, 2, 3}, KB_FLOAT64);
+    EXPECT_EQ(kb_conv3d(x, k64, nullptr, KB_PADDING_VALID, cl, nullptr), nullptr);
+    EXPECT_TRUE(has_error(KB_ERR_DTYPE, {fn, "kernel dtype float64"}));
+    kb_clear_error();
+    kb_tensor *xi = make_var(ctx, std::vector<double>(2 * 4 * 4 * 4 * 2, 1.0), {2, 4, 4, 4, 2}, KB_INT32);
+    EXPECT_EQ(kb_conv3d(xi, k, nullptr, KB_PADDING_VALID, cl, nullptr), nullptr);
+    EXPECT_TRUE(has_error(KB_ERR_DTYPE, {fn}));
+    kb_clear_error();
+    EXPECT_EQ(kb_conv3d(x, nullptr, nullptr, KB_PADDING_VALID, cl, nullptr), nullptr);
+    EXPECT_TRUE(has_error(KB_ERR_INVALID_ARGUMENT, {fn, "kernel"}));
+    kb_clear_error();
+    // The session stays usable.
+    kb_tensor *y = kb_conv3d(x, k, nullptr, KB_PADDING_SAME, cl, nullptr);
+    ASSERT_NE(y, nullptr) << kb_last_error();
+    EXPECT_EQ(static_shape(y), (Shape{2, 4, 4, 4, 3}));
+}
+
+// conv3d_transpose scatters: out[x-index] += xt[y-index] * k[k-index] over conv3d's taps, where
+// output_shape is conv3d's input shape, xt has conv3d's output shape and the transposed kernel
+// (kd, kh, kw, out, in) is indexed as conv3d's (kd, kh, kw, in', out').
+TEST_F(Conv, Conv3dTransposeMatchesScatterLoop) {
+    for (const Case3 &c : kCases3)
+        for (kb_dtype dt : kFloats) {
+            if (c.d[0] > 1 || c.d[1] > 1 || c.d[2] > 1) continue;  // no dilation argument (Keras)
+            Geo3 g = geo3(c.x, c.k, c.s, c.d, c.same, c.cf);
+            Shape ts = shape5(c.cf, g.N, g.O, g.out);
+            auto tv = random_values(gen, (size_t)numel(ts), -1, 1), kv = random_values(gen, (size_t)numel(c.k), -1, 1);
+            std::vector<double> ref((size_t)numel(c.x), 0.0);
+            each_tap3(g, [&](int64_t y, int64_t x, int64_t k) { ref[(size_t)x] += tv[(size_t)y] * kv[(size_t)k]; });
+            int64_t os[5] = {c.x[0], c.x[1], c.x[2], c.x[3], c.x[4]};
+            kb_tensor *y = kb_conv3d_transpose(make_var(ctx, tv, ts, dt), make_var(ctx, kv, c.k, dt), os, c.s,
+                                               pad_of(c.same), fmt_of(c.cf));
+            ASSERT_NE(y, nullptr) << kb_last_error();
+            HostValue hv = eval(y);
+            EXPECT_EQ(hv.shape, c.x);
+            EXPECT_TRUE(allclose(hv.v, ref, dt == KB_FLOAT32 ? Tol{1e-5, 1e-5} : Tol{1e-12, 1e-12}))
+                << shape_str(c.x) << " same=" << c.same << " cf=" << c.cf;
+        }
+}
+
+// A KB_NONE batch in output_shape is x's batch at run time; strides 2 with uneven 'same'.
+TEST_F(Conv, Conv3dTransposeBatchFromRuntimeShape) {
+    int64_t ps[5] = {KB_NONE, 2, 3, 2, 3};
+    kb_tensor *x = kb_placeholder(ctx, ps, 5, KB_FLOAT64, "x");
+    ASSERT_NE(x, nullptr) << kb_last_error();
+    Shape ks{3, 2, 3, 2, 3}, xs{2, 2, 3, 2, 3}, outs{2, 4, 5, 3, 2};
+    const int64_t s[3] = {2, 2, 2}, d1[3] = {1, 1, 1};
+    auto kv = random_values(gen, (size_t)numel(ks), -1, 1), xv = random_values(gen, (size_t)numel(xs), -1, 1);
+    int64_t os[5] = {KB_NONE, 4, 5, 3, 2};
+    kb_tensor *y = kb_conv3d_transpose(x, make_var(ctx, kv, ks, KB_FLOAT64), os, s, KB_PADDING_SAME,
+                                       KB_DATA_FORMAT_CHANNELS_LAST);
+    ASSERT_NE(y, nullptr) << kb_last_error();
+    int64_t dims[5];
+    ASSERT_EQ(kb_int_shape(y, dims), 5);
+    EXPECT_EQ(Shape(dims, dims + 5), (Shape{KB_NONE, 4, 5, 3, 2}));
+    Geo3 g = geo3(outs, ks, s, d1, true, false);
+    ASSERT_EQ(shape5(false, 2, 3, g.out), xs);
+    std::vector<double> ref((size_t)numel(outs), 0.0);
+    each_tap3(g, [&](int64_t yy, int64_t xx, int64_t k) { ref[(size_t)xx] += xv[(size_t)yy] * kv[(size_t)k]; });
+    auto bytes = to_bytes(xv, KB_FLOAT64);
+    RunResult r = run_function(ctx, {y}, KB_DEVICE_CPU, {x}, {feed_of(bytes, KB_FLOAT64, xs)});
+    ASSERT_TRUE(ok(r.status)) << r.error;
+    EXPECT_EQ(r.outs[0].shape, outs);
+    EXPECT_TRUE(allclose(r.outs[0].v, ref, 1e-12, 1e-12));
+}
+
+TEST_F(Conv, Conv3dTransposeBadInput) {
+    const char *fn = "kb_conv3d_transpose";
+    kb_tensor *x = make_var(ctx, std::vector<double>(2 * 3 * 3 * 3 * 2, 1.0), {2, 3, 3, 3, 2});
+    kb_tensor *k = make_var(ctx, std::vector<double>(2 * 2 * 2 * 4 * 2, 1.0), {2, 2, 2, 4, 2});
+    const int64_t os[5] = {2, 4, 4, 4, 4}, s2[3] = {2, 2, 2}, s0[3] = {1, 0, 1};
+    const kb_data_format_arg cl = KB_DATA_FORMAT_CHANNELS_LAST;
+    EXPECT_EQ(kb_conv3d_transpose(x, k, nullptr, nullptr, KB_PADDING_VALID, cl), nullptr);
+    EXPECT_TRUE(has_error(KB_ERR_INVALID_ARGUMENT, {fn, "output_shape"}));
+    kb_clear_error();
+    EXPECT_EQ(kb_conv3d_transpose(x, k, os, nullptr, (kb_padding)5, cl), nullptr);
+    EXPECT_TRUE(has_error(KB_ERR_INVALID_ARGUMENT, {fn, "Invalid padding: 5"}));
+    kb_clear_error();
+    EXPECT_EQ(kb_conv3d_transpose(x, k, os, nullptr, KB_PADDING_VALID, (kb_data_format_arg)7), nullptr);
+    EXPECT_TRUE(has_error(KB_ERR_INVALID_ARGUMENT, {fn, "Unknown data_format: 7"}));
+    kb_clear_error();
+    EXPECT_EQ(kb_conv3d_transpose(x, k, os, s0, KB_PADDING_VALID, cl), nullptr);
+    EXPECT_TRUE(has_error(KB_ERR_INVALID_ARGUMENT, {fn, "strides[1] = 0"}));
+    kb_clear_error();
+    const int64_t bad_batch[5] = {3, 4, 4, 4, 4}, zero_dim[5] = {2, 4, 4, 0, 4};
+    EXPECT_EQ(kb_conv3d_transpose(x, k, bad_batch, nullptr, KB_PADDING_VALID, cl), nullptr);
+    EXPECT_TRUE(has_error(KB_ERR_INVALID_ARGUMENT, {fn, "output_shape[0] = 3"}));
+    kb_clear_error();
+    EXPECT_EQ(kb_conv3d_transpose(x, k, zero_dim, nullptr, KB_PADDING_VALID, cl), nullptr);
+    EXPECT_TRUE(has_error(KB_ERR_INVALID_ARGUMENT, {fn, "output_shape[3] = 0"}));
+    kb_clear_error();
+    // 'valid' 2x2x2 windows map (2, 5, 4, 4, 4) to 4x3x3, not x's 3x3x3.
+    const int64_t wrong[5] = {2, 5, 4, 4, 4}, wrong_c[5] = {2, 4, 4, 4, 3};
+    EXPECT_EQ(kb_conv3d_transpose(x, k, wrong, nullptr, KB_PADDING_VALID, cl), nullptr);
+    EXPECT_TRUE(has_error(KB_ERR_SHAPE, {fn, "does not match the convolution output"}));
+    kb_clear_error();
+    EXPECT_EQ(kb_conv3d_transpose(x, k, wrong_c, nullptr, KB_PADDING_VALID, cl), nullptr);
+    EXPECT_TRUE(has_error(KB_ERR_SHAPE, {fn, "input channels"}));
+    kb_clear_error();
+    EXPECT_EQ(kb_conv3d_transpose(x, k, os, s2, KB_PADDING_VALID, cl), nullptr);  // 4 / 2 'valid' -> 2
+    EXPECT_TRUE(has_error(KB_ERR_SHAPE, {fn, "does not match"}));
+    kb_clear_error();
+    kb_tensor *k4 = make_var(ctx, std::vector<double>(2 * 2 * 4 * 2, 1.0), {2, 2, 4, 2});
+    EXPECT_EQ(kb_conv3d_transpose(x, k4, os, nullptr, KB_PADDING_VALID, cl), nullptr);
+    EXPECT_TRUE(has_error(KB_ERR_SHAPE, {fn, "kernel must be 5-D"}));
+    kb_clear_error();
+    kb_tensor *y = kb_conv3d_transpose(x, k, os, nullptr, KB_PADDING_VALID, cl);
+    ASSERT_NE(y, nullptr) << kb_last_error();
+    EXPECT_EQ(static_shape(y), (Shape{2, 4, 4, 4, 4}));
+}
+
+// pool3d against a loop over each window of the padded volume (pads hold no value: max skips
+// them, avg divides by the unpadded count), and its gradient: dy at the window's first maximum in
+// (d, h, w) row-major order (max) or dy / count on each unpadded cell (avg).
+struct Pool3Ref {
+    std::vector<double> y, dx;
+    Shape ys;
+};
+Pool3Ref pool3_ref(const std::vector<double> &x, const Shape &xs, const std::vector<double> &w, const int64_t k[3],
+                   const int64_t s[3], bool same, bool cf, bool avg) {
+    int64_t N = xs[0], C = cf ? xs[1] : xs[4], in[3], out[3], pad[3];
+    for (int i = 0; i < 3; ++i) {
+        in[i] = xs[(cf ? 2 : 1) + i];
+        out[i] = same ? (in[i] + s[i] - 1) / s[i] : (in[i] - k[i]) / s[i] + 1;
+        pad[i] = same ? std::max<int64_t>((out[i] - 1) * s[i] + k[i] - in[i], 0) / 2 : 0;
+    }
+    Pool3Ref r;
+    r.ys = shape5(cf, N, C, out);
+    r.y.assign((size_t)numel(r.ys), 0.0);
+    r.dx.assign(x.size(), 0.0);
+    int64_t o[3], q[3], p[3];
+    for (int64_t n = 0; n < N; ++n)
+        for (int64_t c = 0; c < C; ++c)
+            for (o[0] = 0; o[0] < out[0]; ++o[0])
+                for (o[1] = 0; o[1] < out[1]; ++o[1])
+                    for (o[2] = 0; o[2] < out[2]; ++o[2]) {
+                        std::vector<int64_t> cells;
+                        for (q[0] = 0; q[0] < k[0]; ++q[0])
+                            for (q[1] = 0; q[1] < k[1]; ++q[1])
+                                for (q[2] = 0; q[2] < k[2]; ++q[2]) {
+                                    bool inside = true;
+                                    for (int i = 0; i < 3; ++i) {
+                                        p[i] = o[i] * s[i] - pad[i] + q[i];
+                                        inside = inside && p[i] >= 0 && p[i] < in[i];
+                                    }
+                                    if (inside) cells.push_back(at5(cf, C, in, n, c, p));
+                                }
+                        int64_t yi = at5(cf, C, out, n, c, o), best = cells[0];
+                        double sum = 0;
+                        for (int64_t cell : cells) {
+                            sum += x[(size_t)cell];
+                            if (x[(size_t)cell] > x[(size_t)best]) best = cell;
+                        }
+                        r.y[(size_t)yi] = avg ? sum / (double)cells.size() : x[(size_t)best];
+                        if (w.empty()) continue;
+                        if (avg)
+                            for (int64_t cell : cells) r.dx[(size_t)cell] += w[(size_t)yi] / (double)cells.size();
+                        else
+                            r.dx[(size_t)best] += w[(size_t)yi];
+                    }
+    return r;
+}
+
+TEST_F(Conv, Pool3dMatchesWindowLoop) {
+    struct C {
+        int64_t k[3], s[3];
+        bool same;
+        Shape x;  // channels_last; channels_first uses the permuted shape
+    };
+    const C cs[] = {{{2, 2, 2}, {2, 2, 2}, false, {2, 4, 5, 4, 2}},
+                    {{3, 3, 2}, {1, 1, 1}, true, {1, 4, 3, 4, 2}},   // pads 1/1, 1/1, 0/1
+                    {{3, 2, 3}, {2, 1, 2}, true, {1, 6, 3, 5, 2}},   // pads 0/1 (d), 0/1 (h), 1/1 (w)
+                    {{2, 3, 1}, {3, 1, 2}, false, {1, 7, 4, 5, 1}}};
+    for (const C &c : cs)
+        for (bool cf : {false, true})
+            for (bool avg : {false, true}) {
+                Shape xs = cf ? Shape{c.x[0], c.x[4], c.x[1], c.x[2], c.x[3]} : c.x;
+                // Small integers: many ties, so the max gradient shows which maximum gets dy.
+                auto xv = random_values(gen, (size_t)numel(xs), -3, 3);
+                for (double &v : xv) v = std::round(v);
+                Pool3Ref probe = pool3_ref(xv, xs, {}, c.k, c.s, c.same, cf, avg);
+                auto wv = random_values(gen, (size_t)numel(probe.ys), -1, 1);
+                Pool3Ref r = pool3_ref(xv, xs, wv, c.k, c.s, c.same, cf, avg);
+                kb_tensor *x = make_var(ctx, xv, xs, KB_FLOAT64);
+                kb_tensor *y = kb_pool3d(x, c.k, c.s, pad_of(c.same), fmt_of(cf), avg ? KB_POOL_AVG : KB_POOL_MAX);
+                ASSERT_NE(y, nullptr) << kb_last_error();
+                HostValue hv = eval(y);
+                EXPECT_EQ(hv.shape, r.ys);
+                EXPECT_TRUE(allclose(hv.v, r.y, 1e-12, 1e-12)) << shape_str(xs) << " avg=" << avg;
+                kb_tensor *loss = kb_sum(kb_multiply(y, make_const(ctx, wv, r.ys, KB_FLOAT64)), nullptr, 0, 0);
+                kb_tensor *g = nullptr;
+                ASSERT_TRUE(ok(kb_gradients(loss, &x, 1, &g)));
+                EXPECT_TRUE(allclose(eval_v(g), r.dx, 1e-12, 1e-12)) << shape_str(xs) << " avg=" << avg;
+            }
+}
+
+TEST_F(Conv, Pool3dBadInput) {
+    const char *fn = "kb_pool3d";
+    kb_tensor *x = make_var(ctx, std::vector<double>(2 * 4 * 4 * 4 * 3, 1.0), {2, 4, 4, 4, 3});
+    const int64_t k2[3] = {2, 2, 2}, k5[3] = {1, 5, 1}, k0[3] = {2, 2, 0};
+    const kb_data_format_arg cl = KB_DATA_FORMAT_CHANNELS_LAST;
+    EXPECT_EQ(kb_pool3d(x, k2, nullptr, KB_PADDING_VALID, cl, (kb_pool_mode)2), nullptr);
+    EXPECT_TRUE(has_error(KB_ERR_INVALID_ARGUMENT, {fn, "Invalid pool_mode: 2"}));
+    kb_clear_error();
+    EXPECT_EQ(kb_pool3d(x, k2, nullptr, KB_PADDING_CAUSAL, cl, KB_POOL_MAX), nullptr);
+    EXPECT_TRUE(has_error(KB_ERR_INVALID_ARGUMENT, {fn, "Invalid padding: 2"}));
+    kb_clear_error();
+    EXPECT_EQ(kb_pool3d(x, k2, nullptr, KB_PADDING_VALID, (kb_data_format_arg)9, KB_POOL_MAX), nullptr);
+    EXPECT_TRUE(has_error(KB_ERR_INVALID_ARGUMENT, {fn, "Unknown data_format: 9"}));
+    kb_clear_error();
+    EXPECT_EQ(kb_pool3d(x, nullptr, nullptr, KB_PADDING_VALID, cl, KB_POOL_MAX), nullptr);
+    EXPECT_TRUE(has_error(KB_ERR_INVALID_ARGUMENT, {fn, "pool_size"}));
+    kb_clear_error();
+    EXPECT_EQ(kb_pool3d(x, k0, nullptr, KB_PADDING_VALID, cl, KB_POOL_MAX), nullptr);
+    EXPECT_TRUE(has_error(KB_ERR_INVALID_ARGUMENT, {fn, "pool_size[2] = 0"}));
+    kb_clear_error();
+    EXPECT_EQ(kb_pool3d(x, k2, k0, KB_PADDING_VALID, cl, KB_POOL_MAX), nullptr);
+    EXPECT_TRUE(has_error(KB_ERR_INVALID_ARGUMENT, {fn, "strides[2] = 0"}));
+    kb_clear_error();
+    EXPECT_EQ(kb_pool3d(x, k5, nullptr, KB_PADDING_VALID, cl, KB_POOL_MAX), nullptr);
+    EXPECT_TRUE(has_error(KB_ERR_SHAPE, {fn, "Negative dimension size caused by subtracting 5 from 4"}));
+    kb_clear_error();
+    kb_tensor *x4 = make_var(ctx, std::vector<double>(4 * 4 * 4 * 3, 1.0), {4, 4, 4, 3});
+    EXPECT_EQ(kb_pool3d(x4, k2, nullptr, KB_PADDING_VALID, cl, KB_POOL_MAX), nullptr);
+    EXPECT_TRUE(has_error(KB_ERR_SHAPE, {fn, "x must be 5-D"}));
+    kb_clear_error();
+    // 'same' pools any size; the second derivative of max pooling is refused, avg's exists.
+    kb_tensor *y = kb_pool3d(x, k5, k2, KB_PADDING_SAME, cl, KB_POOL_MAX);
+    ASSERT_NE(y, nullptr) << kb_last_error();
+    EXPECT_EQ(static_shape(y), (Shape{2, 2, 2, 2, 3}));
+    kb_tensor *g = nullptr, *gg = nullptr;
+    ASSERT_TRUE(ok(kb_gradients(kb_sum(kb_square(y), nullptr, 0, 0), &x, 1, &g)));
+    EXPECT_EQ(kb_gradients(kb_sum(kb_square(g), nullptr, 0, 0), &x, 1, &gg), KB_ERR_NOT_SUPPORTED);
+    EXPECT_TRUE(has_error(KB_ERR_NOT_SUPPORTED, {"second derivative of max pooling"}));
+    kb_clear_error();
+    kb_tensor *ya = kb_pool3d(x, k2, nullptr, KB_PADDING_SAME, cl, KB_POOL_AVG);
     ASSERT_TRUE(ok(kb_gradients(kb_sum(kb_square(ya), nullptr, 0, 0), &x, 1, &g)));
     EXPECT_TRUE(ok(kb_gradients(kb_sum(kb_square(g), nullptr, 0, 0), &x, 1, &gg)));
 }
