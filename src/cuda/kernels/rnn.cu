@@ -1,2 +1,405 @@
-/* CUDA kernels of the rnn family (fused recurrent layers (cuDNN LSTM / GRU / simple RNN over a sequence, CPU twin)). */
+/* CUDA kernels of the rnn family (fused recurrent layers (cuDNN LSTM / GRU / simple RNN over a sequence, CPU twin)).
+ * Math, packed layouts and attributes: ops/rnn.c. float32 / float64.
+ *
+ * cuDNN's v8 RNN API (cudnn_adv.h, not deprecated in cuDNN 9): one unidirectional layer,
+ * CUDNN_RNN_ALGO_STANDARD, CUDNN_RNN_DOUBLE_BIAS, CUDNN_LINEAR_INPUT, x / y as
+ * CUDNN_RNN_DATA_LAYOUT_BATCH_MAJOR_UNPACKED (x's (B, T, I) order, every sequence of length T,
+ * padded IO enabled as the unpacked layouts require), h / c as packed (1, B, U) tensors, a
+ * dropout descriptor with probability 0 and no states. Absent initial states are NULL hx / cx
+ * (cuDNN reads zeros).
+ *
+ * Weights. cuDNN's weight space holds, per linear layer, a (U, in) row-major matrix (W applied as
+ * W . x) and a U bias; cudnnGetRNNWeightParams gives their addresses. Linear layer ids: LSTM
+ * 0..3 = input i, f, c, o and 4..7 = recurrent i, f, c, o (Keras' order); GRU 0..2 = input r, z,
+ * h and 3..5 recurrent r, z, h (Keras' z, r, h: blocks 0 and 1 swap); simple RNN 0 input, 1
+ * recurrent. Keras gate block k of kernel (I, G*U) is columns [k*U, (k+1)*U): its cuDNN matrix is
+ * the transpose, W[u][i] = kernel[i][k*U + u]; recurrent_kernel likewise; the input bias of
+ * block k is bias[k*U .. k*U+U), the recurrent bias bias[G*U + k*U ..]. One kernel gathers the
+ * three Keras arrays into a scratch weight space (and scatters the weight gradient back, where
+ * every Keras element is written exactly once). The byte offsets of the 4G pieces are read once
+ * per plan (first launch) and checked against the expected (1, U, in) / (1, U, 1) shapes.
+ *
+ * Directions. cudnn_rnn runs CUDNN_FWD_MODE_INFERENCE (no reserve space). The backward ops run
+ * the training forward (reserve space in scratch), then cudnnRNNBackwardData_v8; the weights op
+ * then zeroes a gradient weight space and calls cudnnRNNBackwardWeights_v8 (CUDNN_WGRAD_MODE_ADD)
+ * with the reserve BackwardData left, and scatters it into the (I + U + 2, G*U) pack, which is
+ * [dkernel | drecurrent_kernel | dbias] in Keras layout.
+ *
+ * Math type. float32 is strict by default: CUDNN_FMA_MATH (no TF32 tensor ops); with
+ * kb_set_allow_tf32 on, CUDNN_DEFAULT_MATH. float64: CUDNN_DEFAULT_MATH.
+ *
+ * Plans. Descriptors and sizes (weight space, workspace of each mode, reserve) are made once per
+ * (GPU ordinal, dtype, mode, math, B, T, I, U) and kept for the life of the process in a table
+ * guarded by a mutex, as kernels/conv.cu does. devSeqLengths (B copies of T) are filled by a
+ * kernel into scratch each launch; all buffers come from kb_cuda_scratch_alloc. No host sync.
+ */
+#include <mutex>
+#include <vector>
+
 #include "cuda/kernels/common.cuh"
+
+namespace {
+
+enum { MODE_LSTM = 0, MODE_GRU = 1, MODE_TANH = 2, MODE_RELU = 3 }; /* attrs.i64[0], ops/rnn.c */
+enum { FWD = 0, BWD_DATA = 1, BWD_WEIGHTS = 2 };
+
+#ifdef KB_WITH_CUDNN
+
+int gates_of(int mode) { return mode == MODE_LSTM ? 4 : mode == MODE_GRU ? 3 : 1; }
+
+/* cuDNN linear layer id of Keras gate block k (input part; the recurrent part adds G). */
+int cudnn_block(int mode, int k) {
+    if (mode == MODE_GRU && k < 2) return 1 - k;
+    return k;
+}
+
+__global__ void k_fill_i32(int32_t *p, int64_t n, int32_t v) {
+    KB_GRID_LOOP(i, n) p[i] = v;
+}
+
+/* The forward pack (B, kH + T, U): row 0 = hy, row 1 = cy (kH = 2), rows kH.. = y (B, T, U). */
+template <typename T>
+__global__ void k_pack_fwd(T *out, const T *y, const T *hy, const T *cy, int64_t T_, int64_t U, int64_t kH, int64_t n) {
+    KB_GRID_LOOP(i, n) {
+        int64_t u = i % U, r = (i / U) % (kH + T_), b = i / (U * (kH + T_));
+        out[i] = r == 0 ? hy[b * U + u] : r < kH ? cy[b * U + u] : y[(b * T_ + r - kH) * U + u];
+    }
+}
+
+/* The inverse: the gradient pack (B, kH + T, U) into dy (B, T, U), dhy and dcy (B, U). */
+template <typename T>
+__global__ void k_unpack_dy(const T *pack, T *dy, T *dhy, T *dcy, int64_t T_, int64_t U, int64_t kH, int64_t n) {
+    KB_GRID_LOOP(i, n) {
+        int64_t u = i % U, r = (i / U) % (kH + T_), b = i / (U * (kH + T_));
+        if (r == 0) dhy[b * U + u] = pack[i];
+        else if (r < kH) dcy[b * U + u] = pack[i];
+        else dy[(b * T_ + r - kH) * U + u] = pack[i];
+    }
+}
+
+/* The backward-data pack (B, kH + T, W): row 0 [:U] = dhx, row 1 [:U] = dcx, rows kH.. [:I] = dx,
+ * zeros elsewhere (dhx / dcx NULL: zeros). */
+template <typename T>
+__global__ void k_pack_bwd(T *out, const T *dx, const T *dhx, const T *dcx, int64_t T_, int64_t I, int64_t U,
+                           int64_t W, int64_t kH, int64_t n) {
+    KB_GRID_LOOP(i, n) {
+        int64_t c = i % W, r = (i / W) % (kH + T_), b = i / (W * (kH + T_));
+        T v = kb_dev_store<T>(0.0);
+        if (r == 0) {
+            if (dhx && c < U) v = dhx[b * U + c];
+        } else if (r < kH) {
+            if (dcx && c < U) v = dcx[b * U + c];
+        } else if (c < I) {
+            v = dx[(b * T_ + r - kH) * I + c];
+        }
+        out[i] = v;
+    }
+}
+
+/* One piece of the weight space: rows x cols elements at element offset dst (row-major), read
+ * from / written to Keras array src (0 kernel, 1 recurrent_kernel, 2 bias) at
+ * [i * ld + col0 + u] for element (u, i). */
+struct wseg {
+    int64_t dst, start, rows, cols, ld, col0;
+    int src;
+};
+struct wsegs {
+    int n;
+    int64_t total;
+    wseg s[16];
+};
+
+/* to_ws = 1: weight space <- Keras arrays; 0: Keras arrays <- weight space. */
+template <typename T>
+__global__ void k_weights(T *ws, T *k0, T *k1, T *k2, wsegs m, int to_ws) {
+    KB_GRID_LOOP(e, m.total) {
+        int s = 0;
+        while (s + 1 < m.n && e >= m.s[s + 1].start) ++s;
+        const wseg &g = m.s[s];
+        int64_t j = e - g.start, u = j / g.cols, i = j - u * g.cols;
+        T *src = g.src == 0 ? k0 : g.src == 1 ? k1 : k2;
+        int64_t ki = i * g.ld + g.col0 + u;
+        if (to_ws) ws[g.dst + j] = src[ki];
+        else src[ki] = ws[g.dst + j];
+    }
+}
+
+template <typename T> struct rnn_type;
+template <> struct rnn_type<float> {
+    static constexpr cudnnDataType_t data = CUDNN_DATA_FLOAT;
+};
+template <> struct rnn_type<double> {
+    static constexpr cudnnDataType_t data = CUDNN_DATA_DOUBLE;
+};
+
+/* The plan key: every field set (the struct is zeroed first, so memcmp is exact). */
+struct rnn_key {
+    int ordinal, dtype, mode, strict;
+    int64_t B, T, I, U;
+};
+
+struct rnn_plan {
+    rnn_key key;
+    cudnnRNNDescriptor_t rnn;
+    cudnnDropoutDescriptor_t drop;
+    cudnnRNNDataDescriptor_t xd, yd;
+    cudnnTensorDescriptor_t hd, md, bd; /* md / bd: for cudnnGetRNNWeightParams (under the mutex) */
+    size_t wsize, work[2], reserve;     /* work[0] inference, work[1] training */
+    int have_offsets;
+    wsegs segs; /* element offsets of the 4G pieces in the weight space */
+};
+
+std::mutex g_rnn_mu;
+std::vector<rnn_plan *> g_rnn_plans; /* never freed: lives as long as the process */
+
+kb_status make_plan(cudnnHandle_t h, const rnn_key &k, cudnnDataType_t data, rnn_plan **out) {
+    rnn_plan *p = new rnn_plan();
+    p->key = k;
+    cudnnRNNMode_t cell = k.mode == MODE_LSTM ? CUDNN_LSTM
+                          : k.mode == MODE_GRU ? CUDNN_GRU
+                          : k.mode == MODE_TANH ? CUDNN_RNN_TANH
+                                                : CUDNN_RNN_RELU;
+    cudnnMathType_t math = data == CUDNN_DATA_FLOAT && k.strict ? CUDNN_FMA_MATH : CUDNN_DEFAULT_MATH;
+    KB_CUDNN_CHECK(cudnnCreateDropoutDescriptor(&p->drop));
+    KB_CUDNN_CHECK(cudnnSetDropoutDescriptor(p->drop, h, 0.0f, nullptr, 0, 0));
+    KB_CUDNN_CHECK(cudnnCreateRNNDescriptor(&p->rnn));
+    KB_CUDNN_CHECK(cudnnSetRNNDescriptor_v8(p->rnn, CUDNN_RNN_ALGO_STANDARD, cell, CUDNN_RNN_DOUBLE_BIAS,
+                                            CUDNN_UNIDIRECTIONAL, CUDNN_LINEAR_INPUT, data, data, math, (int32_t)k.I,
+                                            (int32_t)k.U, (int32_t)k.U, 1, p->drop, CUDNN_RNN_PADDED_IO_ENABLED));
+    std::vector<int> lens((size_t)k.B, (int)k.T);
+    KB_CUDNN_CHECK(cudnnCreateRNNDataDescriptor(&p->xd));
+    KB_CUDNN_CHECK(cudnnCreateRNNDataDescriptor(&p->yd));
+    KB_CUDNN_CHECK(cudnnSetRNNDataDescriptor(p->xd, data, CUDNN_RNN_DATA_LAYOUT_BATCH_MAJOR_UNPACKED, (int)k.T,
+                                             (int)k.B, (int)k.I, lens.data(), nullptr));
+    KB_CUDNN_CHECK(cudnnSetRNNDataDescriptor(p->yd, data, CUDNN_RNN_DATA_LAYOUT_BATCH_MAJOR_UNPACKED, (int)k.T,
+                                             (int)k.B, (int)k.U, lens.data(), nullptr));
+    int hdims[3] = {1, (int)k.B, (int)k.U}, hstr[3] = {(int)(k.B * k.U), (int)k.U, 1};
+    KB_CUDNN_CHECK(cudnnCreateTensorDescriptor(&p->hd));
+    KB_CUDNN_CHECK(cudnnSetTensorNdDescriptor(p->hd, data, 3, hdims, hstr));
+    KB_CUDNN_CHECK(cudnnCreateTensorDescriptor(&p->md));
+    KB_CUDNN_CHECK(cudnnCreateTensorDescriptor(&p->bd));
+    KB_CUDNN_CHECK(cudnnGetRNNWeightSpaceSize(h, p->rnn, &p->wsize));
+    size_t unused = 0;
+    KB_CUDNN_CHECK(cudnnGetRNNTempSpaceSizes(h, p->rnn, CUDNN_FWD_MODE_INFERENCE, p->xd, &p->work[0], &unused));
+    KB_CUDNN_CHECK(cudnnGetRNNTempSpaceSizes(h, p->rnn, CUDNN_FWD_MODE_TRAINING, p->xd, &p->work[1], &p->reserve));
+    *out = p;
+    return KB_OK;
+}
+
+kb_status layout_error(const char *op, const char *what, int id) {
+    return kb_set_error(KB_ERR_INTERNAL, "%s: cuDNN's RNN weight space has an unexpected %s for linear layer %d", op,
+                        what, id);
+}
+
+/* Shape check of one weight piece: dims (1, rows, cols), packed row-major. */
+bool piece_is(cudnnTensorDescriptor_t d, int64_t rows, int64_t cols) {
+    cudnnDataType_t dt;
+    int nb = 0, dims[4] = {0, 0, 0, 0}, str[4] = {0, 0, 0, 0};
+    if (cudnnGetTensorNdDescriptor(d, 4, &dt, &nb, dims, str) != CUDNN_STATUS_SUCCESS) return false;
+    return nb == 3 && dims[0] == 1 && dims[1] == rows && dims[2] == cols && (cols == 1 || str[2] == 1) &&
+           (rows == 1 || str[1] == cols);
+}
+
+/* The element offsets of the weight pieces, read once per plan from a weight space at `base`. */
+kb_status ensure_offsets(cudnnHandle_t h, rnn_plan *p, void *base, size_t esize, const char *op) {
+    std::lock_guard<std::mutex> lock(g_rnn_mu);
+    if (p->have_offsets) return KB_OK;
+    const rnn_key &k = p->key;
+    int G = gates_of(k.mode);
+    int64_t GU = G * k.U;
+    wsegs m;
+    memset(&m, 0, sizeof m);
+    int64_t start = 0;
+    for (int rec = 0; rec < 2; ++rec)
+        for (int blk = 0; blk < G; ++blk) {
+            int id = rec * G + cudnn_block(k.mode, blk);
+            void *ma = nullptr, *ba = nullptr;
+            KB_CUDNN_CHECK(cudnnGetRNNWeightParams(h, p->rnn, 0, p->wsize, base, id, p->md, &ma, p->bd, &ba));
+            int64_t in = rec ? k.U : k.I;
+            if (!ma || !piece_is(p->md, k.U, in)) return layout_error(op, "matrix", id);
+            if (!ba || !piece_is(p->bd, k.U, 1)) return layout_error(op, "bias", id);
+            size_t mo = (size_t)((char *)ma - (char *)base), bo = (size_t)((char *)ba - (char *)base);
+            if (mo % esize || bo % esize || mo + (size_t)(k.U * in) * esize > p->wsize || bo + (size_t)k.U * esize > p->wsize)
+                return layout_error(op, "offset", id);
+            wseg &w = m.s[m.n++];
+            w.dst = (int64_t)(mo / esize), w.start = start, w.rows = k.U, w.cols = in, w.ld = GU, w.col0 = blk * k.U;
+            w.src = rec;
+            start += k.U * in;
+            wseg &b = m.s[m.n++];
+            b.dst = (int64_t)(bo / esize), b.start = start, b.rows = k.U, b.cols = 1, b.ld = 0;
+            b.col0 = rec * GU + blk * k.U, b.src = 2;
+            start += k.U;
+        }
+    /* k_weights finds a piece by scanning increasing starts */
+    m.total = start;
+    p->segs = m;
+    p->have_offsets = 1;
+    return KB_OK;
+}
+
+kb_status get_plan(cudnnHandle_t h, const rnn_key &k, cudnnDataType_t data, rnn_plan **out) {
+    std::lock_guard<std::mutex> lock(g_rnn_mu);
+    for (rnn_plan *q : g_rnn_plans)
+        if (memcmp(&q->key, &k, sizeof k) == 0) {
+            *out = q;
+            return KB_OK;
+        }
+    rnn_plan *p = nullptr;
+    kb_status s = make_plan(h, k, data, &p);
+    if (s != KB_OK) return s; /* a half-made plan is dropped (its descriptors leak once) */
+    g_rnn_plans.push_back(p);
+    *out = p;
+    return KB_OK;
+}
+
+/* Scratch buffers of one launch, freed (stream-ordered, after the enqueued work) on every return. */
+struct scratch_set {
+    kb_cuda_device *dev;
+    void *p[16] = {};
+    int n = 0;
+    explicit scratch_set(kb_cuda_device *d) : dev(d) {}
+    ~scratch_set() {
+        for (int i = 0; i < n; ++i) kb_cuda_scratch_free(dev, p[i]);
+    }
+    kb_status get(size_t bytes, void **out) {
+        *out = nullptr;
+        if (bytes == 0) return KB_OK;
+        KB_TRY(kb_cuda_scratch_alloc(dev, bytes, out));
+        p[n++] = *out;
+        return KB_OK;
+    }
+    scratch_set(const scratch_set &) = delete;
+    scratch_set &operator=(const scratch_set &) = delete;
+};
+
+template <typename T>
+kb_status rnn_exec(const kb_exec *ex, const kb_attrs *a, const kb_buf *in, kb_buf *out, int dir) {
+    kb_cuda_device *dev = kb_cuda_dev(ex);
+    KB_TRY(kb_cuda_bind(dev));
+    int mode = (int)a->i64[0], G = gates_of(mode);
+    int64_t kH = mode == MODE_LSTM ? 2 : 1;
+    int has_h0 = a->i64[1] != 0, has_c0 = a->i64[2] != 0 && mode == MODE_LSTM;
+    int64_t B = in[0].shape[0], T_ = in[0].shape[1], I = in[0].shape[2], U = in[4].shape[0];
+    size_t es = sizeof(T);
+    if (out->size == 0) return KB_OK;
+    if (B == 0) { /* only the weights pack is non-empty: no sequence, zero gradient */
+        KB_CUDA_CHECK(cudaMemsetAsync(out->data, 0, (size_t)out->size * es, dev->stream));
+        return KB_OK;
+    }
+    const int64_t big[] = {B, T_, I, U, B * U, (int64_t)G * U};
+    for (int64_t v : big)
+        if (v > INT32_MAX)
+            return kb_set_error(KB_ERR_NOT_SUPPORTED, "%s: cuDNN takes int dims; a dim is %lld", ex->op, (long long)v);
+    cudnnHandle_t h;
+    KB_TRY(kb_cuda_cudnn(dev, &h));
+    rnn_key key;
+    memset(&key, 0, sizeof key);
+    key.ordinal = dev->ordinal;
+    key.dtype = (int)in[0].dtype;
+    key.mode = mode;
+    key.strict = in[0].dtype == KB_FLOAT32 && !dev->allow_tf32;
+    key.B = B, key.T = T_, key.I = I, key.U = U;
+    rnn_plan *p;
+    KB_TRY(get_plan(h, key, rnn_type<T>::data, &p));
+
+    scratch_set sc(dev);
+    void *w, *work, *seq;
+    KB_TRY(sc.get(p->wsize, &w));
+    KB_TRY(ensure_offsets(h, p, w, es, ex->op));
+    KB_TRY(sc.get(p->work[dir == FWD ? 0 : 1], &work));
+    KB_TRY(sc.get((size_t)B * sizeof(int32_t), &seq));
+    cudaStream_t st = dev->stream;
+    k_fill_i32<<<kb_blocks(dev, B, KB_THREADS), KB_THREADS, 0, st>>>((int32_t *)seq, B, (int32_t)T_);
+    KB_CUDA_CHECK(cudaGetLastError());
+    const wsegs &m = p->segs;
+    T *kk = (T *)in[3].data, *rk = (T *)in[4].data, *bias = (T *)in[5].data;
+    k_weights<T><<<kb_blocks(dev, m.total, KB_THREADS), KB_THREADS, 0, st>>>((T *)w, kk, rk, bias, m, 1);
+    KB_CUDA_CHECK(cudaGetLastError());
+    const T *x = (const T *)in[0].data;
+    const T *hx = has_h0 ? (const T *)in[1].data : nullptr, *cx = has_c0 ? (const T *)in[2].data : nullptr;
+    size_t nBU = (size_t)(B * U) * es, nY = (size_t)(B * T_ * U) * es;
+    void *y, *hy = nullptr, *cy = nullptr;
+    KB_TRY(sc.get(nY, &y));
+    if (dir == FWD) {
+        KB_TRY(sc.get(nBU, &hy));
+        if (mode == MODE_LSTM) KB_TRY(sc.get(nBU, &cy));
+        KB_CUDNN_CHECK(cudnnRNNForward(h, p->rnn, CUDNN_FWD_MODE_INFERENCE, (const int32_t *)seq, p->xd, x, p->yd, y,
+                                       p->hd, hx, hy, p->hd, cx, cy, p->wsize, w, p->work[0], work, 0, nullptr));
+        int64_t n = out->size;
+        k_pack_fwd<T><<<kb_blocks(dev, n, KB_THREADS), KB_THREADS, 0, st>>>(
+            (T *)out->data, (const T *)y, (const T *)hy, (const T *)(cy ? cy : hy), T_, U, kH, n);
+        KB_CUDA_CHECK(cudaGetLastError());
+        return KB_OK;
+    }
+    void *reserve, *dy, *dhy, *dcy = nullptr, *dx, *dhx = nullptr, *dcx = nullptr;
+    KB_TRY(sc.get(p->reserve, &reserve));
+    KB_CUDNN_CHECK(cudnnRNNForward(h, p->rnn, CUDNN_FWD_MODE_TRAINING, (const int32_t *)seq, p->xd, x, p->yd, y, p->hd,
+                                   hx, nullptr, p->hd, cx, nullptr, p->wsize, w, p->work[1], work, p->reserve, reserve));
+    KB_TRY(sc.get(nY, &dy));
+    KB_TRY(sc.get(nBU, &dhy));
+    if (mode == MODE_LSTM) KB_TRY(sc.get(nBU, &dcy));
+    int64_t np = B * (kH + T_) * U;
+    k_unpack_dy<T><<<kb_blocks(dev, np, KB_THREADS), KB_THREADS, 0, st>>>(
+        (const T *)in[6].data, (T *)dy, (T *)dhy, (T *)(dcy ? dcy : dhy), T_, U, kH, np);
+    KB_CUDA_CHECK(cudaGetLastError());
+    KB_TRY(sc.get((size_t)(B * T_ * I) * es, &dx));
+    if (dir == BWD_DATA && has_h0) KB_TRY(sc.get(nBU, &dhx));
+    if (dir == BWD_DATA && has_c0) KB_TRY(sc.get(nBU, &dcx));
+    KB_CUDNN_CHECK(cudnnRNNBackwardData_v8(h, p->rnn, (const int32_t *)seq, p->yd, y, dy, p->xd, dx, p->hd, hx, dhy,
+                                           dhx, p->hd, cx, dcy, dcx, p->wsize, w, p->work[1], work, p->reserve,
+                                           reserve));
+    if (dir == BWD_DATA) {
+        int64_t W = I > U ? I : U, n = out->size;
+        k_pack_bwd<T><<<kb_blocks(dev, n, KB_THREADS), KB_THREADS, 0, st>>>(
+            (T *)out->data, (const T *)dx, (const T *)dhx, (const T *)dcx, T_, I, U, W, kH, n);
+        KB_CUDA_CHECK(cudaGetLastError());
+        return KB_OK;
+    }
+    void *dw;
+    KB_TRY(sc.get(p->wsize, &dw));
+    KB_CUDA_CHECK(cudaMemsetAsync(dw, 0, p->wsize, st));
+    KB_CUDNN_CHECK(cudnnRNNBackwardWeights_v8(h, p->rnn, CUDNN_WGRAD_MODE_ADD, (const int32_t *)seq, p->xd, x, p->hd,
+                                              hx, p->yd, y, p->wsize, dw, p->work[1], work, p->reserve, reserve));
+    /* out = [dkernel (I, GU) | drecurrent (U, GU) | dbias (2 GU)], Keras layout */
+    T *o = (T *)out->data;
+    int64_t GU = (int64_t)G * U;
+    k_weights<T><<<kb_blocks(dev, m.total, KB_THREADS), KB_THREADS, 0, st>>>((T *)dw, o, o + I * GU, o + (I + U) * GU,
+                                                                              m, 0);
+    KB_CUDA_CHECK(cudaGetLastError());
+    return KB_OK;
+}
+
+#endif /* KB_WITH_CUDNN */
+
+kb_status rnn_dispatch(const kb_exec *ex, const kb_attrs *a, const kb_buf *in, kb_buf *out, int dir) {
+#ifdef KB_WITH_CUDNN
+    switch (in[0].dtype) {
+    case KB_FLOAT32: return rnn_exec<float>(ex, a, in, out, dir);
+    case KB_FLOAT64: return rnn_exec<double>(ex, a, in, out, dir);
+    default: return kb_cuda_dtype_error(ex, in[0].dtype, "float32 or float64");
+    }
+#else
+    (void)a; (void)in; (void)out; (void)dir;
+    return kb_set_error(KB_ERR_NOT_SUPPORTED, "%s: fused recurrent layers on CUDA need cuDNN (kb was built without it)",
+                        ex->op);
+#endif
+}
+
+}  // namespace
+
+extern "C" kb_status kb_cuda_cudnn_rnn(const kb_exec *ex, const kb_attrs *a, const kb_buf *in, int n_in, kb_buf *out) {
+    (void)n_in;
+    return rnn_dispatch(ex, a, in, out, FWD);
+}
+
+extern "C" kb_status kb_cuda_cudnn_rnn_backward_data(const kb_exec *ex, const kb_attrs *a, const kb_buf *in, int n_in,
+                                                     kb_buf *out) {
+    (void)n_in;
+    return rnn_dispatch(ex, a, in, out, BWD_DATA);
+}
+
+extern "C" kb_status kb_cuda_cudnn_rnn_backward_weights(const kb_exec *ex, const kb_attrs *a, const kb_buf *in,
+                                                        int n_in, kb_buf *out) {
+    (void)n_in;
+    return rnn_dispatch(ex, a, in, out, BWD_WEIGHTS);
+}

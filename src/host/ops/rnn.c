@@ -224,13 +224,13 @@ static kb_status grad_backward(kb_tensor *n, kb_tensor *dy, kb_tensor **dx) {
 }
 
 const kb_op_def kb_opdef_cudnn_rnn = {"cudnn_rnn", 6, 0, infer_cudnn_rnn, grad_cudnn_rnn, kb_cpu_cudnn_rnn,
-                                      NULL};
+                                      KB_CUDA_KERNEL(cudnn_rnn)};
 const kb_op_def kb_opdef_cudnn_rnn_backward_data = {
     "cudnn_rnn_backward_data", 7, KB_OPF_INTERNAL | KB_OPF_NONDIFF, infer_backward_data, grad_backward,
-    kb_cpu_cudnn_rnn_backward_data, NULL};
+    kb_cpu_cudnn_rnn_backward_data, KB_CUDA_KERNEL(cudnn_rnn_backward_data)};
 const kb_op_def kb_opdef_cudnn_rnn_backward_weights = {
     "cudnn_rnn_backward_weights", 7, KB_OPF_INTERNAL | KB_OPF_NONDIFF, infer_backward_weights, grad_backward,
-    kb_cpu_cudnn_rnn_backward_weights, NULL};
+    kb_cpu_cudnn_rnn_backward_weights, KB_CUDA_KERNEL(cudnn_rnn_backward_weights)};
 
 /* ---- public constructors -------------------------------------------------------------------- */
 
