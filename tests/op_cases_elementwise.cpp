@@ -207,6 +207,56 @@ void add_elementwise_cases(std::vector<OpCase> &v) {
                                  return kb_not_equal(kb_greater(in[0], in[1]), kb_less(in[1], in[2]));
                              },
                              {{3, 4}, {3, 4}, {4}}, {kSym}, false, EXACT, EXACT)));
+
+    // ---- select: switch / in_train_phase / in_test_phase (cond = in[0] > 0, kept off 0) --------
+    struct Sw {
+        const char *n;
+        Shape c, e;
+    };
+    const Sw sws[] = {{"scalar", {}, {3, 4}},         {"same_4x3x2", {4, 3, 2}, {4, 3, 2}},
+                      {"rank1_4_4x3x2", {4}, {4, 3, 2}}, {"rank2_4x3_4x3x2", {4, 3}, {4, 3, 2}},
+                      {"bcast_4x1_4x3x2", {4, 1}, {4, 3, 2}}, {"1037", {1037}, {1037}}};
+    for (const Sw &w : sws) {
+        Builder sw = [](kb_context *ctx, In in) {
+            return kb_switch(kb_greater(in[0], scalar_like(ctx, 0.0, in[0])), in[1], in[2]);
+        };
+        v.push_back(half_case(mk(KB_OP_SELECT, std::string("switch_") + w.n, sw, {w.c, w.e, w.e}, {kSym},
+                                 numel(w.e) < 100, EXACT, EXACT, {0.0})));  // 1037: the flat CUDA path
+        // the gradient's selects (dy against a scalar zero) without the finite differences
+        v.push_back(mk(KB_OP_SELECT, std::string("switch_vjp_") + w.n,
+                       [sw](kb_context *ctx, In in) {
+                           return kb_add(vjp(sw(ctx, in), in[3], in[1]), vjp(sw(ctx, in), in[3], in[2]));
+                       },
+                       {w.c, w.e, w.e, w.e}, {kSym}, false, EXACT, EXACT, {0.0}));
+    }
+    // a float condition cast to bool (non-zero is true), integer and bool operands
+    v.push_back(mk(KB_OP_SELECT, "switch_float_cond_int32",
+                   [](kb_context *, In in) {
+                       return kb_switch(kb_round(in[0]), kb_cast(in[1], KB_INT32), kb_cast(in[2], KB_INT32));
+                   },
+                   {{5, 3}, {5, 3}, {5, 3}}, {{-1.4, 1.4}}, false, EXACT, EXACT, {-0.5, 0.5}));
+    v.push_back(mk(KB_OP_SELECT, "switch_int8_rank1",
+                   [](kb_context *ctx, In in) {
+                       return kb_switch(kb_less(in[0], scalar_like(ctx, 0.0, in[0])), kb_cast(in[1], KB_INT8),
+                                        kb_cast(in[2], KB_INT8));
+                   },
+                   {{3}, {3, 4}, {3, 4}}, {{-9.0, 9.0}}, false, EXACT, EXACT, {0.0}));
+    v.push_back(mk(KB_OP_SELECT, "switch_bool",
+                   [](kb_context *ctx, In in) {
+                       kb_tensor *z = scalar_like(ctx, 0.0, in[0]);
+                       return kb_switch(kb_greater(in[0], z), kb_greater(in[1], z), kb_less(in[2], z));
+                   },
+                   {{2, 3}, {2, 3}, {2, 3}}, {kSym}, false, EXACT, EXACT, {0.0}));
+    v.push_back(half_case(mk(KB_OP_SELECT, "in_train_phase_tensor",
+                             [](kb_context *ctx, In in) {
+                                 return kb_in_train_phase(in[1], in[2], kb_greater(in[0], scalar_like(ctx, 0.0, in[0])));
+                             },
+                             {{}, {2, 5}, {2, 5}}, {kSym}, true, EXACT, EXACT, {0.0})));
+    v.push_back(mk(KB_OP_SELECT, "in_test_phase_tensor",
+                   [](kb_context *ctx, In in) {
+                       return kb_in_test_phase(in[1], in[2], kb_greater(in[0], scalar_like(ctx, 0.0, in[0])));
+                   },
+                   {{}, {2, 5}, {2, 5}}, {kSym}, true, EXACT, EXACT, {0.0}));
 }
 
 }  // namespace kbt

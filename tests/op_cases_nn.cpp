@@ -151,6 +151,45 @@ void add_nn_cases(std::vector<OpCase> &v) {
         push_half(v, mk(KB_OP_ADD, std::string("bias_add_") + b.n,
                         [f](kb_context *, In in) { return kb_bias_add(in[0], in[1], f); }, {b.x, b.b}, {kSym}, true));
     }
+
+    // ---- local_conv1d / local_conv2d: extract_patches + batch_dot (+ the adjoint via vjp) -------
+    struct L1 {
+        const char *n;
+        int64_t L, k, s, ol;
+    };
+    // ol from the kernel: (L - k) / s + 1, or fewer positions (the tail of the input unused)
+    const L1 l1s[] = {{"k3_s2", 7, 3, 2, 3}, {"k2_s2_tail", 6, 2, 2, 2}, {"k1_s1", 4, 1, 1, 4}};
+    for (const L1 &c : l1s) {
+        Builder f = [c](kb_context *, In in) {
+            return kb_local_conv1d(in[0], in[1], c.k, c.s, KB_DATA_FORMAT_CHANNELS_FIRST);  // format not used
+        };
+        Shape xs{2, c.L, 3}, ks{c.ol, c.k * 3, 2}, ys{2, c.ol, 2};
+        v.push_back(mk(KB_OP_EXTRACT_PATCHES, std::string("local_conv1d_") + c.n, f, {xs, ks}, {kSym}, true, T32R,
+                       T64R));
+        v.push_back(mk(KB_OP_EXTRACT_PATCHES_GRAD, std::string("local_conv1d_dx_") + c.n,
+                       [f](kb_context *ctx, In in) { return vjp(f(ctx, in), in[2], in[0]); }, {xs, ks, ys}, {kSym},
+                       true, T32R, T64R));
+    }
+    struct L2 {
+        const char *n;
+        int64_t h, w, k[2], s[2], o[2];
+    };
+    const L2 l2s[] = {{"k3x2_s2x1", 5, 4, {3, 2}, {2, 1}, {2, 3}},   // overlapping columns
+                      {"k2x2_s1x2_tail", 4, 5, {2, 2}, {1, 2}, {3, 2}}, // last column unused
+                      {"k1x3_s1x1", 2, 4, {1, 3}, {1, 1}, {2, 2}}};
+    for (const L2 &c : l2s)
+        for (int cf = 0; cf < 2; ++cf) {
+            kb_data_format_arg fmt = cf ? KB_DATA_FORMAT_CHANNELS_FIRST : KB_DATA_FORMAT_CHANNELS_LAST;
+            Builder f = [c, fmt](kb_context *, In in) { return kb_local_conv2d(in[0], in[1], c.k, c.s, c.o, fmt); };
+            Shape xs = cf ? Shape{2, 3, c.h, c.w} : Shape{2, c.h, c.w, 3};
+            Shape ks{c.o[0] * c.o[1], c.k[0] * c.k[1] * 3, 2};
+            Shape ys = cf ? Shape{2, 2, c.o[0], c.o[1]} : Shape{2, c.o[0], c.o[1], 2};
+            std::string tag = std::string(c.n) + (cf ? "_cf" : "_cl");
+            v.push_back(mk(KB_OP_EXTRACT_PATCHES, "local_conv2d_" + tag, f, {xs, ks}, {kSym}, true, T32R, T64R));
+            v.push_back(mk(KB_OP_EXTRACT_PATCHES_GRAD, "local_conv2d_dx_" + tag,
+                           [f](kb_context *ctx, In in) { return vjp(f(ctx, in), in[2], in[0]); }, {xs, ks, ys},
+                           {kSym}, true, T32R, T64R));
+        }
 }
 
 }  // namespace kbt

@@ -545,4 +545,186 @@ TEST_F(Elementwise, BadInput) {
     EXPECT_TRUE(allclose(eval_v(kb_maximum(f, kb_negative(f))), {1, 2, 3, 4, 5, 6}, 0, 0));
 }
 
+// ---- switch / in_train_phase / in_test_phase (spec 2.11, 2.1) ------------------------------------
+
+// Keras switch by index arithmetic: element idx of the expressions takes then where the condition
+// at idx's leading cond-rank coordinates (size-1 cond dims read index 0) is non-zero.
+std::vector<double> switch_ref(const std::vector<double> &c, const Shape &sc, const std::vector<double> &a,
+                               const std::vector<double> &b, const Shape &se) {
+    std::vector<double> o(a.size());
+    for (int64_t i = 0; i < numel(se); ++i) {
+        std::vector<int64_t> idx(se.size());
+        int64_t rem = i;
+        for (size_t k = se.size(); k-- > 0;) {
+            idx[k] = rem % se[k];
+            rem /= se[k];
+        }
+        int64_t ic = 0;
+        for (size_t k = 0; k < sc.size(); ++k) ic = ic * sc[k] + (sc[k] == 1 ? 0 : idx[k]);
+        o[(size_t)i] = (c[(size_t)ic] != 0 || std::isnan(c[(size_t)ic])) ? a[(size_t)i] : b[(size_t)i];
+    }
+    return o;
+}
+
+TEST_F(Elementwise, SwitchAgainstLoops) {
+    const std::pair<Shape, Shape> shapes[] = {{{}, {3, 4}},        {{4, 3, 2}, {4, 3, 2}}, {{4}, {4, 3, 2}},
+                                              {{4, 3}, {4, 3, 2}}, {{4, 1}, {4, 3, 2}},    {{1, 3}, {4, 3}},
+                                              {{5}, {5}}};
+    for (kb_dtype dt : {KB_FLOAT32, KB_FLOAT64, KB_FLOAT16, KB_INT32, KB_INT64, KB_UINT8}) {
+        for (const auto &sh : shapes) {
+            int64_t ne = numel(sh.second);
+            auto a = rounded(rnd_int(ne, 0, 100), dt), b = rounded(rnd_int(ne, 0, 100), dt);
+            // the condition: int32 values with zeros (false) and non-zeros (true, any sign)
+            auto c = rnd_int(numel(sh.first), -2, 2);
+            for (int pass = 0; pass < 2; ++pass) {  // both branches at least once for a scalar
+                if (sh.first.empty()) c[0] = pass;
+                kb_tensor *ct = make_const(ctx, c, sh.first, KB_INT32);
+                kb_tensor *y = kb_switch(ct, make_const(ctx, a, sh.second, dt), make_const(ctx, b, sh.second, dt));
+                ASSERT_NE(y, nullptr) << kb_last_error();
+                EXPECT_EQ(kb_dtype_of(y), dt);
+                EXPECT_EQ(static_shape(y), sh.second);
+                EXPECT_TRUE(allclose(eval_v(y), switch_ref(c, sh.first, a, b, sh.second), 0, 0))
+                    << shape_str(sh.first) << " " << shape_str(sh.second) << " " << kb_dtype_name(dt);
+            }
+        }
+    }
+    // a float condition is cast to bool: 0 and -0 are false, NaN and any other value true
+    std::vector<double> c = {0.0, -0.0, kNaN, 2.5, -1e-30, kInf};
+    auto a = rnd(6), b = rnd(6);
+    kb_tensor *y = kb_switch(make_const(ctx, c, {6}, KB_FLOAT64), make_const(ctx, a, {6}), make_const(ctx, b, {6}));
+    EXPECT_TRUE(allclose(eval_v(y), rounded({b[0], b[1], a[2], a[3], a[4], a[5]}, KB_FLOAT32), 0, 0));
+    // bool operands, bool condition
+    kb_tensor *yb = kb_switch(make_const(ctx, {1, 0, 1}, {3}, KB_BOOL), make_const(ctx, {1, 1, 0}, {3}, KB_BOOL),
+                              make_const(ctx, {0, 0, 1}, {3}, KB_BOOL));
+    EXPECT_EQ(kb_dtype_of(yb), KB_BOOL);
+    EXPECT_TRUE(allclose(eval_v(yb), {1, 0, 0}, 0, 0));
+}
+
+// dy reaches the selected branch only: then gets cond, else gets !cond, the condition nothing.
+TEST_F(Elementwise, SwitchGradients) {
+    auto cv = rnd(12), av = rnd(24), bv = rnd(24);
+    kb_tensor *c = make_var(ctx, cv, {4, 3}, KB_FLOAT64);
+    kb_tensor *a = make_var(ctx, av, {4, 3, 2}, KB_FLOAT64), *b = make_var(ctx, bv, {4, 3, 2}, KB_FLOAT64);
+    auto w = rnd(24);
+    kb_tensor *loss = kb_sum(kb_multiply(kb_switch(kb_greater(c, scalar_like(ctx, 0.0, c)), a, b),
+                                         make_const(ctx, w, {4, 3, 2}, KB_FLOAT64)),
+                             nullptr, 0, 0);
+    kb_tensor *vars[3] = {a, b, c}, *g[3] = {nullptr, nullptr, nullptr};
+    ASSERT_TRUE(ok(kb_gradients(loss, vars, 3, g)));
+    ASSERT_NE(g[0], nullptr);
+    ASSERT_NE(g[1], nullptr);
+    EXPECT_EQ(g[2], nullptr) << "no gradient to the condition";
+    std::vector<double> ga(24), gb(24);
+    for (int i = 0; i < 24; ++i) {
+        bool t = cv[(size_t)i / 2] > 0;
+        ga[(size_t)i] = t ? w[(size_t)i] : 0.0;
+        gb[(size_t)i] = t ? 0.0 : w[(size_t)i];
+    }
+    EXPECT_TRUE(allclose(eval_v(g[0]), ga, 0, 0));
+    EXPECT_TRUE(allclose(eval_v(g[1]), gb, 0, 0));
+}
+
+TEST_F(Elementwise, InTrainPhaseFollowsTheLearningPhase) {
+    auto xv = rnd(6), av = rnd(6);
+    kb_tensor *x = make_var(ctx, xv, {2, 3}), *alt = make_var(ctx, av, {2, 3});
+    kb_tensor *tr = kb_in_train_phase(x, alt, nullptr), *te = kb_in_test_phase(x, alt, nullptr);
+    ASSERT_NE(tr, nullptr) << kb_last_error();
+    ASSERT_NE(te, nullptr) << kb_last_error();
+    auto x32 = rounded(xv, KB_FLOAT32), a32 = rounded(av, KB_FLOAT32);
+    // not set: test mode
+    EXPECT_TRUE(allclose(eval_v(tr), a32, 0, 0));
+    EXPECT_TRUE(allclose(eval_v(te), x32, 0, 0));
+    // fixed by kb_set_learning_phase (read when the graph runs)
+    ASSERT_TRUE(ok(kb_set_learning_phase(ctx, 1)));
+    EXPECT_TRUE(allclose(eval_v(tr), x32, 0, 0));
+    EXPECT_TRUE(allclose(eval_v(te), a32, 0, 0));
+    ASSERT_TRUE(ok(kb_set_learning_phase(ctx, 0)));
+    EXPECT_TRUE(allclose(eval_v(tr), a32, 0, 0));
+    // fed to a function
+    kb_tensor *lp = kb_learning_phase(ctx);
+    for (int32_t phase : {1, 0, 1}) {
+        std::vector<unsigned char> bytes(sizeof phase);
+        std::memcpy(bytes.data(), &phase, sizeof phase);
+        RunResult r = run_function(ctx, {tr, te}, KB_DEVICE_CPU, {lp}, {feed_of(bytes, KB_INT32, {})});
+        ASSERT_TRUE(ok(r.status)) << r.error;
+        EXPECT_TRUE(allclose(r.outs[0].v, phase ? x32 : a32, 0, 0)) << phase;
+        EXPECT_TRUE(allclose(r.outs[1].v, phase ? a32 : x32, 0, 0)) << phase;
+    }
+    // an explicit training tensor (bool, int or float scalar)
+    EXPECT_TRUE(allclose(eval_v(kb_in_train_phase(x, alt, make_const(ctx, {1}, {}, KB_BOOL))), x32, 0, 0));
+    EXPECT_TRUE(allclose(eval_v(kb_in_train_phase(x, alt, make_const(ctx, {0}, {}, KB_INT64))), a32, 0, 0));
+    EXPECT_TRUE(allclose(eval_v(kb_in_test_phase(x, alt, make_const(ctx, {0.5}, {}))), a32, 0, 0));
+    // Python-int training: the tensor itself, no op
+    EXPECT_EQ(kb_in_train_phase_fixed(x, alt, 1), x);
+    EXPECT_EQ(kb_in_train_phase_fixed(x, alt, 0), alt);
+    EXPECT_EQ(kb_in_test_phase_fixed(x, alt, 1), alt);
+    EXPECT_EQ(kb_in_test_phase_fixed(x, alt, 0), x);
+    // the same tensor for both: returned as is
+    EXPECT_EQ(kb_in_train_phase(x, x, nullptr), x);
+    EXPECT_EQ(kb_in_test_phase(x, x, nullptr), x);
+}
+
+// In train mode dy reaches x only (alt gets zeros), in test mode alt only.
+TEST_F(Elementwise, InTrainPhaseGradients) {
+    auto xv = rnd(4), av = rnd(4);
+    kb_tensor *x = make_var(ctx, xv, {4}, KB_FLOAT64), *alt = make_var(ctx, av, {4}, KB_FLOAT64);
+    kb_tensor *loss = kb_sum(kb_square(kb_in_train_phase(x, alt, nullptr)), nullptr, 0, 0);
+    kb_tensor *vars[2] = {x, alt}, *g[2] = {nullptr, nullptr};
+    ASSERT_TRUE(ok(kb_gradients(loss, vars, 2, g)));
+    ASSERT_NE(g[0], nullptr);
+    ASSERT_NE(g[1], nullptr);
+    std::vector<double> two_x, two_a, zero(4, 0.0);
+    for (int i = 0; i < 4; ++i) two_x.push_back(2 * xv[(size_t)i]), two_a.push_back(2 * av[(size_t)i]);
+    for (int phase : {1, 0}) {
+        ASSERT_TRUE(ok(kb_set_learning_phase(ctx, phase)));
+        EXPECT_TRUE(allclose(eval_v(g[0]), phase ? two_x : zero, 0, 0)) << phase;
+        EXPECT_TRUE(allclose(eval_v(g[1]), phase ? zero : two_a, 0, 0)) << phase;
+    }
+    // fixed at build time: alt is not connected at all (Keras returns None)
+    kb_tensor *l2 = kb_sum(kb_square(kb_in_train_phase_fixed(x, alt, 1)), nullptr, 0, 0);
+    ASSERT_TRUE(ok(kb_gradients(l2, vars, 2, g)));
+    EXPECT_EQ(g[1], nullptr);
+}
+
+TEST_F(Elementwise, SwitchBadInput) {
+    kb_tensor *f23 = make_const(ctx, {1, 2, 3, 4, 5, 6}, {2, 3});
+    kb_tensor *f32 = make_const(ctx, {1, 2, 3, 4, 5, 6}, {3, 2});
+    kb_tensor *d23 = make_const(ctx, {1, 2, 3, 4, 5, 6}, {2, 3}, KB_FLOAT64);
+    kb_tensor *c1 = make_const(ctx, {1}, {}, KB_BOOL), *c2 = make_const(ctx, {1, 0}, {2}, KB_BOOL);
+    kb_tensor *c3 = make_const(ctx, {1, 0, 1}, {3}, KB_BOOL);
+    kb_tensor *c234 = make_const(ctx, std::vector<double>(24, 1.0), {2, 3, 4}, KB_BOOL);
+    EXPECT_NULL_WITH(kb_switch(nullptr, f23, f23), KB_ERR_INVALID_ARGUMENT, {"kb_switch", "condition"});
+    EXPECT_NULL_WITH(kb_switch(c1, nullptr, f23), KB_ERR_INVALID_ARGUMENT, {"kb_switch", "then_expression"});
+    EXPECT_NULL_WITH(kb_switch(c1, f23, nullptr), KB_ERR_INVALID_ARGUMENT, {"kb_switch", "else_expression"});
+    EXPECT_NULL_WITH(kb_switch(c1, f23, d23), KB_ERR_DTYPE, {"kb_switch", "float32", "float64"});
+    EXPECT_NULL_WITH(kb_switch(c1, f23, f32), KB_ERR_NOT_SUPPORTED, {"kb_switch", "(2, 3)", "(3, 2)", "scalar"});
+    EXPECT_NULL_WITH(kb_switch(c2, f23, f32), KB_ERR_SHAPE, {"kb_switch", "same shape"});
+    EXPECT_NULL_WITH(kb_switch(c234, f23, f23), KB_ERR_SHAPE,
+                     {"kb_switch",
+                      "Rank of `condition` should be less than or equal to rank of `then_expression` and "
+                      "`else_expression`. ndim(condition)=3, ndim(then_expression)=2"});
+    EXPECT_NULL_WITH(kb_switch(c3, f23, f23), KB_ERR_SHAPE, {"kb_switch", "leading axes", "axis 0"});
+    // in_train_phase / in_test_phase
+    EXPECT_NULL_WITH(kb_in_train_phase(nullptr, f23, nullptr), KB_ERR_INVALID_ARGUMENT, {"kb_in_train_phase", "x"});
+    EXPECT_NULL_WITH(kb_in_train_phase(f23, nullptr, nullptr), KB_ERR_INVALID_ARGUMENT,
+                     {"kb_in_train_phase", "alt"});
+    EXPECT_NULL_WITH(kb_in_test_phase(f23, d23, nullptr), KB_ERR_DTYPE, {"kb_in_test_phase", "float64"});
+    EXPECT_NULL_WITH(kb_in_train_phase(f23, f32, c1), KB_ERR_NOT_SUPPORTED, {"kb_in_train_phase", "x", "alt"});
+    EXPECT_NULL_WITH(kb_in_train_phase(f23, kb_negative(f23), c234), KB_ERR_SHAPE, {"kb_in_train_phase", "Rank of `condition`"});
+    EXPECT_NULL_WITH(kb_in_train_phase_fixed(f23, d23, 2), KB_ERR_INVALID_ARGUMENT,
+                     {"kb_in_train_phase_fixed", "0 or 1", "2"});
+    EXPECT_NULL_WITH(kb_in_test_phase_fixed(nullptr, d23, 1), KB_ERR_INVALID_ARGUMENT, {"kb_in_test_phase_fixed", "x"});
+    // a training tensor of another context
+    kb_context *other = nullptr;
+    ASSERT_TRUE(ok(kb_context_new(&other, nullptr)));
+    kb_tensor *oc = make_const(other, {1}, {}, KB_BOOL);
+    EXPECT_NULL_WITH(kb_in_train_phase(f23, make_const(ctx, {0, 0, 0, 0, 0, 0}, {2, 3}), oc), KB_ERR_INVALID_ARGUMENT,
+                     {"kb_in_train_phase", "contexts"});
+    kb_context_free(other);
+    // the session stays usable
+    kb_clear_error();
+    EXPECT_TRUE(allclose(eval_v(kb_switch(c3, make_const(ctx, {1, 2, 3}, {3}), make_const(ctx, {4, 5, 6}, {3}))),
+                         {1, 5, 3}, 0, 0));
+}
+
 }  // namespace

@@ -465,6 +465,193 @@ TEST_F(Nn, FamilyCasesAgreeAcrossDtypes) {
     EXPECT_GT(ran, 100);
 }
 
+// ---- local_conv1d / local_conv2d (spec 2.5) ----------------------------------------------------
+
+// Keras local_conv1d by loops: y[b, i, f] = sum_{t, c} x[b, i*s + t, c] * W[i, t*C + c, f].
+std::vector<double> local1d_ref(const std::vector<double> &x, const std::vector<double> &w, int64_t B, int64_t L,
+                                int64_t C, int64_t k, int64_t s, int64_t ol, int64_t F) {
+    std::vector<double> y((size_t)(B * ol * F), 0.0);
+    for (int64_t b = 0; b < B; ++b)
+        for (int64_t i = 0; i < ol; ++i)
+            for (int64_t f = 0; f < F; ++f) {
+                double acc = 0;
+                for (int64_t t = 0; t < k; ++t)
+                    for (int64_t c = 0; c < C; ++c)
+                        acc += x[(size_t)((b * L + i * s + t) * C + c)] * w[(size_t)((i * k * C + t * C + c) * F + f)];
+                y[(size_t)((b * ol + i) * F + f)] = acc;
+            }
+    return y;
+}
+
+TEST_F(Nn, LocalConv1dAgainstLoops) {
+    struct Case {
+        int64_t L, k, s, ol;
+    };
+    // ol = (L - k) / s + 1, and one with fewer positions than fit (Keras takes ol from the kernel)
+    for (const Case &c : {Case{7, 3, 2, 3}, Case{6, 2, 2, 2}, Case{5, 5, 1, 1}, Case{8, 2, 3, 2}, Case{6, 1, 1, 6}})
+        for (kb_dtype dt : kFloatTypes) {
+            const int64_t B = 3, C = 2, F = 4;
+            auto x = rounded(random_values(gen, (size_t)(B * c.L * C), -1, 1), dt);
+            auto w = rounded(random_values(gen, (size_t)(c.ol * c.k * C * F), -1, 1), dt);
+            kb_tensor *y = kb_local_conv1d(make_const(ctx, x, {B, c.L, C}, dt), make_const(ctx, w, {c.ol, c.k * C, F}, dt),
+                                           c.k, c.s, KB_DATA_FORMAT_DEFAULT);
+            ASSERT_NE(y, nullptr) << kb_last_error();
+            EXPECT_EQ(static_shape(y), (Shape{B, c.ol, F}));
+            EXPECT_TRUE(allclose(eval_v(y), local1d_ref(x, w, B, c.L, C, c.k, c.s, c.ol, F),
+                                 dt == KB_FLOAT32 ? Tol{1e-5, 1e-6} : Tol{1e-12, 1e-13}))
+                << c.L << " " << c.k << " " << c.s << " " << kb_dtype_name(dt);
+        }
+    // data_format is normalised but not used: channels_first input is still read channels_last
+    auto x = random_values(gen, 2 * 5 * 3, -1, 1), w = random_values(gen, 2 * 6 * 2, -1, 1);
+    kb_tensor *y = kb_local_conv1d(make_const(ctx, x, {2, 5, 3}, KB_FLOAT64), make_const(ctx, w, {2, 6, 2}, KB_FLOAT64),
+                                   2, 3, KB_DATA_FORMAT_CHANNELS_FIRST);
+    EXPECT_TRUE(allclose(eval_v(y), local1d_ref(x, w, 2, 5, 3, 2, 3, 2, 2), 1e-12, 1e-13));
+}
+
+// Keras local_conv2d by loops: position (i, j) uses kernel row i*ow + j and the window at
+// (i*sh, j*sw), flattened (dy, dx, c) for channels_last and (c, dy, dx) for channels_first.
+std::vector<double> local2d_ref(const std::vector<double> &x, const std::vector<double> &w, int64_t B, int64_t C,
+                                int64_t H, int64_t W, const int64_t k[2], const int64_t s[2], const int64_t o[2],
+                                int64_t F, bool cf) {
+    std::vector<double> y((size_t)(B * o[0] * o[1] * F), 0.0);
+    int64_t K = k[0] * k[1] * C;
+    for (int64_t b = 0; b < B; ++b)
+        for (int64_t i = 0; i < o[0]; ++i)
+            for (int64_t j = 0; j < o[1]; ++j)
+                for (int64_t f = 0; f < F; ++f) {
+                    double acc = 0;
+                    for (int64_t dy = 0; dy < k[0]; ++dy)
+                        for (int64_t dx = 0; dx < k[1]; ++dx)
+                            for (int64_t c = 0; c < C; ++c) {
+                                int64_t r = i * s[0] + dy, q = j * s[1] + dx;
+                                double xv = cf ? x[(size_t)(((b * C + c) * H + r) * W + q)]
+                                               : x[(size_t)(((b * H + r) * W + q) * C + c)];
+                                int64_t kk = cf ? (c * k[0] + dy) * k[1] + dx : (dy * k[1] + dx) * C + c;
+                                acc += xv * w[(size_t)(((i * o[1] + j) * K + kk) * F + f)];
+                            }
+                    size_t at = cf ? (size_t)(((b * F + f) * o[0] + i) * o[1] + j)
+                                   : (size_t)(((b * o[0] + i) * o[1] + j) * F + f);
+                    y[at] = acc;
+                }
+    return y;
+}
+
+TEST_F(Nn, LocalConv2dAgainstLoops) {
+    struct Case {
+        int64_t H, W, k[2], s[2], o[2];
+    };
+    const Case cases[] = {{5, 4, {3, 2}, {2, 1}, {2, 3}}, {4, 5, {2, 2}, {1, 2}, {3, 2}}, {3, 3, {3, 3}, {1, 1}, {1, 1}},
+                          {6, 5, {2, 1}, {2, 2}, {2, 2}}};
+    const int64_t B = 2, C = 3, F = 2;
+    for (const Case &c : cases)
+        for (int cf = 0; cf < 2; ++cf)
+            for (kb_dtype dt : kFloatTypes) {
+                auto x = rounded(random_values(gen, (size_t)(B * C * c.H * c.W), -1, 1), dt);
+                auto w = rounded(random_values(gen, (size_t)(c.o[0] * c.o[1] * c.k[0] * c.k[1] * C * F), -1, 1), dt);
+                Shape xs = cf ? Shape{B, C, c.H, c.W} : Shape{B, c.H, c.W, C};
+                kb_tensor *y = kb_local_conv2d(make_const(ctx, x, xs, dt),
+                                               make_const(ctx, w, {c.o[0] * c.o[1], c.k[0] * c.k[1] * C, F}, dt), c.k,
+                                               c.s, c.o, cf ? KB_DATA_FORMAT_CHANNELS_FIRST : KB_DATA_FORMAT_CHANNELS_LAST);
+                ASSERT_NE(y, nullptr) << kb_last_error();
+                EXPECT_EQ(static_shape(y), cf ? (Shape{B, F, c.o[0], c.o[1]}) : (Shape{B, c.o[0], c.o[1], F}));
+                EXPECT_TRUE(allclose(eval_v(y), local2d_ref(x, w, B, C, c.H, c.W, c.k, c.s, c.o, F, cf),
+                                     dt == KB_FLOAT32 ? Tol{1e-5, 1e-6} : Tol{1e-12, 1e-13}))
+                    << c.H << "x" << c.W << " cf=" << cf << " " << kb_dtype_name(dt);
+            }
+}
+
+// The default data_format is the context's; strides NULL = (1, 1); an unknown batch resolves when
+// a function runs; the input gradient sums over the overlapping windows (adjoint by loops).
+TEST_F(Nn, LocalConv2dDefaultsUnknownBatchAndInputGradient) {
+    ASSERT_TRUE(ok(kb_set_image_data_format(ctx, KB_CHANNELS_FIRST)));
+    const int64_t k[2] = {2, 2}, one[2] = {1, 1}, o[2] = {2, 3};
+    auto xv = random_values(gen, 2 * 3 * 3 * 4, -1, 1), wv = random_values(gen, 6 * 12 * 2, -1, 1);
+    int64_t xs[4] = {KB_NONE, 3, 3, 4};
+    kb_tensor *xp = kb_placeholder(ctx, xs, 4, KB_FLOAT64, "x");
+    kb_tensor *w = make_var(ctx, wv, {6, 12, 2}, KB_FLOAT64);
+    kb_tensor *y = kb_local_conv2d(xp, w, k, nullptr, o, KB_DATA_FORMAT_DEFAULT);
+    ASSERT_NE(y, nullptr) << kb_last_error();
+    auto bytes = to_bytes(xv, KB_FLOAT64);
+    RunResult r = run_function(ctx, {y}, KB_DEVICE_CPU, {xp}, {feed_of(bytes, KB_FLOAT64, {2, 3, 3, 4})});
+    ASSERT_TRUE(ok(r.status)) << r.error;
+    EXPECT_EQ(r.outs[0].shape, (Shape{2, 2, 2, 3}));
+    EXPECT_TRUE(allclose(r.outs[0].v, local2d_ref(xv, wv, 2, 3, 3, 4, k, one, o, 2, true), 1e-12, 1e-13));
+    // d sum(y * R) / dx[b, c, r, q] = sum over windows (i, j) covering (r, q) of sum_f R * W
+    kb_tensor *x = make_var(ctx, xv, {2, 3, 3, 4}, KB_FLOAT64);
+    auto rv = random_values(gen, 2 * 2 * 2 * 3, -1, 1);
+    kb_tensor *loss = kb_sum(kb_multiply(kb_local_conv2d(x, w, k, nullptr, o, KB_DATA_FORMAT_DEFAULT),
+                                         make_const(ctx, rv, {2, 2, 2, 3}, KB_FLOAT64)),
+                             nullptr, 0, 0);
+    kb_tensor *g = nullptr;
+    ASSERT_TRUE(ok(kb_gradients(loss, &x, 1, &g)));
+    std::vector<double> want(xv.size(), 0.0);
+    for (int64_t b = 0; b < 2; ++b)
+        for (int64_t i = 0; i < 2; ++i)
+            for (int64_t j = 0; j < 3; ++j)
+                for (int64_t c = 0; c < 3; ++c)
+                    for (int64_t dy = 0; dy < 2; ++dy)
+                        for (int64_t dx = 0; dx < 2; ++dx)
+                            for (int64_t f = 0; f < 2; ++f)
+                                want[(size_t)(((b * 3 + c) * 3 + i + dy) * 4 + j + dx)] +=
+                                    rv[(size_t)(((b * 2 + f) * 2 + i) * 3 + j)] *
+                                    wv[(size_t)(((i * 3 + j) * 12 + (c * 2 + dy) * 2 + dx) * 2 + f)];
+    EXPECT_TRUE(allclose(eval_v(g), want, 1e-12, 1e-13));
+}
+
+TEST_F(Nn, LocalConvBadInput) {
+    auto v = [](int64_t n) { return std::vector<double>((size_t)n, 0.5); };
+    kb_tensor *x3 = make_const(ctx, v(2 * 7 * 3), {2, 7, 3});
+    kb_tensor *k3 = make_const(ctx, v(3 * 9 * 2), {3, 9, 2});
+    kb_tensor *x4 = make_const(ctx, v(2 * 5 * 4 * 3), {2, 5, 4, 3});
+    kb_tensor *k4 = make_const(ctx, v(6 * 18 * 2), {6, 18, 2});
+    const int64_t ks[2] = {3, 2}, st[2] = {2, 1}, os[2] = {2, 3};
+    const auto CL = KB_DATA_FORMAT_CHANNELS_LAST;
+    EXPECT_NULL_WITH(kb_local_conv1d(nullptr, k3, 3, 2, CL), KB_ERR_INVALID_ARGUMENT, {"kb_local_conv1d", "inputs"});
+    EXPECT_NULL_WITH(kb_local_conv1d(x3, nullptr, 3, 2, CL), KB_ERR_INVALID_ARGUMENT, {"kb_local_conv1d", "kernel"});
+    EXPECT_NULL_WITH(kb_local_conv2d(x4, k4, nullptr, st, os, CL), KB_ERR_INVALID_ARGUMENT,
+                     {"kb_local_conv2d", "kernel_size"});
+    EXPECT_NULL_WITH(kb_local_conv2d(x4, k4, ks, st, nullptr, CL), KB_ERR_INVALID_ARGUMENT,
+                     {"kb_local_conv2d", "output_shape"});
+    EXPECT_NULL_WITH(kb_local_conv1d(x3, k3, 3, 2, (kb_data_format_arg)5), KB_ERR_INVALID_ARGUMENT,
+                     {"kb_local_conv1d", "Unknown data_format"});
+    EXPECT_NULL_WITH(kb_local_conv1d(x3, k3, 0, 2, CL), KB_ERR_INVALID_ARGUMENT, {"kb_local_conv1d", "kernel_size"});
+    EXPECT_NULL_WITH(kb_local_conv1d(x3, k3, 3, -1, CL), KB_ERR_INVALID_ARGUMENT, {"kb_local_conv1d", "strides"});
+    const int64_t st0[2] = {0, 1};
+    EXPECT_NULL_WITH(kb_local_conv2d(x4, k4, ks, st0, os, CL), KB_ERR_INVALID_ARGUMENT, {"kb_local_conv2d", "strides"});
+    // dtypes
+    EXPECT_NULL_WITH(kb_local_conv1d(make_const(ctx, v(42), {2, 7, 3}, KB_INT32), k3, 3, 2, CL), KB_ERR_DTYPE,
+                     {"kb_local_conv1d", "inputs", "int32"});
+    EXPECT_NULL_WITH(kb_local_conv1d(make_const(ctx, v(42), {2, 7, 3}, KB_FLOAT16), k3, 3, 2, CL), KB_ERR_DTYPE,
+                     {"kb_local_conv1d", "float16"});
+    EXPECT_NULL_WITH(kb_local_conv1d(x3, make_const(ctx, v(54), {3, 9, 2}, KB_FLOAT64), 3, 2, CL), KB_ERR_DTYPE,
+                     {"kb_local_conv1d", "kernel", "float64", "float32"});
+    // ranks and shapes
+    EXPECT_NULL_WITH(kb_local_conv1d(x4, k3, 3, 2, CL), KB_ERR_SHAPE, {"kb_local_conv1d", "3-D", "(2, 5, 4, 3)"});
+    EXPECT_NULL_WITH(kb_local_conv2d(x3, k4, ks, st, os, CL), KB_ERR_SHAPE, {"kb_local_conv2d", "4-D"});
+    EXPECT_NULL_WITH(kb_local_conv1d(x3, make_const(ctx, v(18), {9, 2}), 3, 2, CL), KB_ERR_SHAPE,
+                     {"kb_local_conv1d", "kernel must be 3-D"});
+    EXPECT_NULL_WITH(kb_local_conv1d(x3, k3, 2, 2, CL), KB_ERR_SHAPE,
+                     {"kb_local_conv1d", "9 features per position", "kernel_size * channels = 6"});
+    // 4 windows of 3 with stride 2 need 9 steps, x has 7
+    EXPECT_NULL_WITH(kb_local_conv1d(x3, make_const(ctx, v(4 * 9 * 2), {4, 9, 2}), 3, 2, CL), KB_ERR_SHAPE,
+                     {"kb_local_conv1d", "need 9 input steps", "have 7"});
+    EXPECT_NULL_WITH(kb_local_conv2d(x4, make_const(ctx, v(5 * 18 * 2), {5, 18, 2}), ks, st, os, CL), KB_ERR_SHAPE,
+                     {"kb_local_conv2d", "5 positions", "(2, 3) has 6"});
+    EXPECT_NULL_WITH(kb_local_conv2d(x4, k4, ks, st, os, KB_DATA_FORMAT_CHANNELS_FIRST), KB_ERR_SHAPE,
+                     {"kb_local_conv2d", "18 features", "= 30"});
+    const int64_t os_big[2] = {3, 2};  // 3 rows of 3 with stride 2 need 7 rows, x has 5
+    EXPECT_NULL_WITH(kb_local_conv2d(x4, k4, ks, st, os_big, CL), KB_ERR_SHAPE,
+                     {"kb_local_conv2d", "need 7 input rows", "have 5"});
+    int64_t ksh[3] = {3, KB_NONE, 2};
+    EXPECT_NULL_WITH(kb_local_conv1d(x3, kb_placeholder(ctx, ksh, 3, KB_FLOAT32, "k"), 3, 2, CL), KB_ERR_SHAPE,
+                     {"kb_local_conv1d", "kernel shape must be known"});
+    // the session stays usable
+    kb_clear_error();
+    kb_tensor *y = kb_local_conv1d(x3, k3, 3, 2, CL);
+    ASSERT_NE(y, nullptr) << kb_last_error();
+    EXPECT_TRUE(allclose(eval_v(y), std::vector<double>(12, 9 * 0.25), 1e-6, 1e-6));
+}
+
 // ---- bad input ---------------------------------------------------------------------------------
 
 TEST_F(Nn, BadInput) {

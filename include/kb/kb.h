@@ -575,7 +575,7 @@ KB_API kb_tensor *kb_batch_normalization(kb_tensor *x, kb_tensor *mean, kb_tenso
 /** Keras padding argument: 'valid', 'same' (TF arithmetic: the odd extra pad goes at the end),
  * 'causal' (conv1d only). Any other value: KB_ERR_INVALID_ARGUMENT "Invalid padding: <n>". */
 typedef enum kb_padding { KB_PADDING_VALID = 0, KB_PADDING_SAME = 1, KB_PADDING_CAUSAL = 2 } kb_padding;
-/** Keras pool_mode argument of pool2d / pool3d: 'max' or 'avg'. */
+/** Keras pool_mode argument of pool2d: 'max' or 'avg'. */
 typedef enum kb_pool_mode { KB_POOL_MAX = 0, KB_POOL_AVG = 1 } kb_pool_mode;
 /** Keras conv2d (cross-correlation): x 4-D in data_format, kernel (kh, kw, in, out) whatever the
  * data_format; strides / dilation_rate {h, w}, NULL = {1, 1}. As tf.nn.convolution, strides > 1
@@ -614,32 +614,64 @@ KB_API kb_tensor *kb_separable_conv2d(kb_tensor *x, kb_tensor *depthwise_kernel,
 KB_API kb_tensor *kb_separable_conv1d(kb_tensor *x, kb_tensor *depthwise_kernel, kb_tensor *pointwise_kernel,
                                       int64_t strides, kb_padding padding, kb_data_format_arg data_format,
                                       int64_t dilation_rate);
-/** Keras conv3d (cross-correlation): x 5-D in data_format (NDHWC channels_last, NCDHW
- * channels_first), kernel (kd, kh, kw, in, out) whatever the data_format; strides / dilation_rate
- * {d, h, w}, NULL = {1, 1, 1}. 'same' / 'valid' as conv2d (TF arithmetic, odd pad at the end);
- * strides > 1 together with dilation_rate > 1 is refused (tf.nn.convolution).
- * float16/bfloat16/float32/float64. */
-KB_API kb_tensor *kb_conv3d(kb_tensor *x, kb_tensor *kernel, const int64_t strides[3], kb_padding padding,
-                            kb_data_format_arg data_format, const int64_t dilation_rate[3]);
-/** Keras conv3d_transpose: x 5-D in data_format, kernel (kd, kh, kw, out, in) (TF's transposed
- * filter), output_shape the 5 output dims in the data_format layout (required; KB_NONE batch = x's
- * batch at run time); strides {d, h, w} (NULL = {1, 1, 1}); no dilation (Keras). The gradient of
- * conv3d w.r.t. its input: output_shape must be a shape that conv3d with the same strides /
- * padding maps onto x's spatial dims (KB_ERR_SHAPE otherwise). */
-KB_API kb_tensor *kb_conv3d_transpose(kb_tensor *x, kb_tensor *kernel, const int64_t output_shape[5],
-                                      const int64_t strides[3], kb_padding padding, kb_data_format_arg data_format);
-/** Keras pool3d: x 5-D, pool_size {d, h, w} (required), strides {d, h, w} (NULL = {1, 1, 1}).
- * As pool2d: 'same' max ignores the padded cells, 'same' avg divides by the number of unpadded
- * cells, the max gradient goes to the first maximum of each window (d, h, w row-major scan). */
-KB_API kb_tensor *kb_pool3d(kb_tensor *x, const int64_t pool_size[3], const int64_t strides[3], kb_padding padding,
-                            kb_data_format_arg data_format, kb_pool_mode pool_mode);
 
 
 /* -- locally connected convolution (ops/nn.c) -- */
+/**
+ * Keras local_conv1d(inputs, kernel, kernel_size, strides, data_format): unshared weights, 'valid'
+ * windows. inputs (B, L, C) channels_last whatever \p data_format (Keras normalises it but does
+ * not use it; an unknown value is still KB_ERR_INVALID_ARGUMENT); kernel (output_length,
+ * kernel_size * C, filters) with a known shape; window i covers steps i*strides ..
+ * i*strides + kernel_size - 1 flattened in (step, channel) order. Output (B, output_length,
+ * filters). output_length comes from the kernel (Keras); the windows must fit in L (trailing
+ * steps beyond the last window are unused). float32 / float64.
+ */
+KB_API kb_tensor *kb_local_conv1d(kb_tensor *inputs, kb_tensor *kernel, int64_t kernel_size, int64_t strides,
+                                  kb_data_format_arg data_format);
+/**
+ * Keras local_conv2d(inputs, kernel, kernel_size, strides, output_shape, data_format): inputs 4-D in
+ * data_format, kernel (out_row * out_col, kh * kw * C, filters) with a known shape, kernel_size
+ * {kh, kw}, strides {sh, sw} (NULL = {1, 1}), output_shape {out_row, out_col} (required). Position
+ * (i, j) = kernel row i*out_col + j takes the window at rows i*sh.., columns j*sw.. flattened in
+ * (kh, kw, C) order (channels_last) or (C, kh, kw) order (channels_first), as Keras' slices.
+ * Output (B, out_row, out_col, filters) or (B, filters, out_row, out_col). float32 / float64.
+ */
+KB_API kb_tensor *kb_local_conv2d(kb_tensor *inputs, kb_tensor *kernel, const int64_t kernel_size[2],
+                                  const int64_t strides[2], const int64_t output_shape[2],
+                                  kb_data_format_arg data_format);
 
 /* -- random (ops/random.c) -- */
 
 /* -- control flow: switch, learning-phase selection (ops/elementwise.c) -- */
+/**
+ * Keras switch(condition, then_expression, else_expression): elementwise selection through one
+ * select op (tf.where). \p condition is cast to bool (non-zero is true). The two expressions must
+ * have one dtype (any) and the same shape (KB_ERR_DTYPE / KB_ERR_SHAPE). A rank-0 condition picks
+ * a whole branch; both branches are tensors the caller already made, so both are computed (as
+ * TF1 tensors made outside a tf.cond); branches of different shapes are KB_ERR_NOT_SUPPORTED. A
+ * condition of rank 1..ndim(then_expression) selects along the LEADING axes (its shape padded
+ * with trailing 1s and broadcast: Keras' reshape-and-tile, TF1's rank-1 tf.where); each of its
+ * dims must be 1 or the expression's. A condition of higher rank is KB_ERR_SHAPE with Keras'
+ * message "Rank of `condition` should be less than or equal to rank of ...". Gradient: dy to the
+ * selected branch, zeros to the other, none to the condition.
+ */
+KB_API kb_tensor *kb_switch(kb_tensor *condition, kb_tensor *then_expression, kb_tensor *else_expression);
+/**
+ * Keras in_train_phase(x, alt, training): x where training is true, else alt, as
+ * kb_switch(training, x, alt). \p training NULL means kb_learning_phase(ctx), the int32 tensor
+ * read when a function runs (fed, or the value of kb_set_learning_phase, else 0): unlike Keras,
+ * which resolves a phase fixed by set_learning_phase when the graph is built, kb reads it at call
+ * time (use kb_in_train_phase_fixed for the build-time choice). Otherwise \p training is any
+ * tensor (int, bool or float; usually a scalar), cast to bool. x == alt returns x.
+ */
+KB_API kb_tensor *kb_in_train_phase(kb_tensor *x, kb_tensor *alt, kb_tensor *training);
+/** Keras in_test_phase(x, alt, training) = in_train_phase(alt, x, training): x in test mode. */
+KB_API kb_tensor *kb_in_test_phase(kb_tensor *x, kb_tensor *alt, kb_tensor *training);
+/** Keras in_train_phase with a Python int training (1 / True, 0 / False): returns x (1) or alt (0)
+ * itself, no op; other values are KB_ERR_INVALID_ARGUMENT. */
+KB_API kb_tensor *kb_in_train_phase_fixed(kb_tensor *x, kb_tensor *alt, int training);
+/** Keras in_test_phase with a Python int training: alt (1) or x (0) itself. */
+KB_API kb_tensor *kb_in_test_phase_fixed(kb_tensor *x, kb_tensor *alt, int training);
 
 /* -- higher-order functions and rnn: loop nodes (ops/control.c) -- */
 

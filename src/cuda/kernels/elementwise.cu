@@ -447,3 +447,121 @@ extern "C" kb_status kb_cuda_cast(const kb_exec *ex, const kb_attrs *a, const kb
     }
     KB_DISPATCH_ALL(ex, in[0].dtype, cast_t, ex, in, out);
 }
+
+/* ------------------------------------------------------------------------------------------ */
+/* select(cond, a, b) = cond ? a : b (tf.where): a copy, so every dtype runs as an unsigned    */
+/* integer of its size (bit-exact). Bytes moved: n * (1 + 3 * sizeof T) at most (broadcast     */
+/* operands are re-read from cache). attrs.i64[0] = 1 aligns cond to the leading axes of out   */
+/* (trailing 1s), 0 right-aligns it (numpy).                                                   */
+/* ------------------------------------------------------------------------------------------ */
+
+namespace {
+
+/* Three operands' strides per output dim (cond, a, b), coalesced as kb_imap does. */
+struct sel_map {
+    int rank;
+    int64_t dims[KB_MAX_RANK];
+    int64_t st[3][KB_MAX_RANK];
+};
+
+static sel_map sel_map_make(const int64_t *dims, int rank, const int64_t *const *strides) {
+    sel_map m;
+    memset(&m, 0, sizeof m);
+    int r = 0;
+    for (int d = 0; d < rank; d++) {
+        if (dims[d] == 1) continue;
+        if (r > 0) {
+            int ok = 1;
+            for (int o = 0; o < 3; o++)
+                if (m.st[o][r - 1] != strides[o][d] * dims[d]) ok = 0;
+            if (ok) {
+                m.dims[r - 1] *= dims[d];
+                for (int o = 0; o < 3; o++) m.st[o][r - 1] = strides[o][d];
+                continue;
+            }
+        }
+        m.dims[r] = dims[d];
+        for (int o = 0; o < 3; o++) m.st[o][r] = strides[o][d];
+        r++;
+    }
+    m.rank = r;
+    return m;
+}
+
+/* Equal-shape a, b, out; cond of the same size (cs = 1) or a single value (cs = 0). */
+template <typename T>
+__global__ void k_select_flat(const uint8_t *__restrict__ c, const T *__restrict__ a, const T *__restrict__ b,
+                              T *__restrict__ y, int64_t n, int64_t cs) {
+    KB_GRID_LOOP(i, n) y[i] = c[i * cs] ? a[i] : b[i];
+}
+
+template <typename T>
+__global__ void k_select_bcast(const uint8_t *__restrict__ c, const T *__restrict__ a, const T *__restrict__ b,
+                               T *__restrict__ y, int64_t n, sel_map m) {
+    KB_GRID_LOOP(i, n) {
+        int64_t j = i, oc = 0, oa = 0, ob = 0;
+        for (int d = m.rank - 1; d >= 0; d--) {
+            int64_t q = j / m.dims[d];
+            int64_t r = j - q * m.dims[d];
+            oc += r * m.st[0][d];
+            oa += r * m.st[1][d];
+            ob += r * m.st[2][d];
+            j = q;
+        }
+        y[i] = c[oc] ? a[oa] : b[ob];
+    }
+}
+
+template <typename T>
+kb_status run_select(const kb_exec *ex, const kb_attrs *at, const kb_buf *in, kb_buf *out) {
+    struct kb_cuda_device *dev = kb_cuda_dev(ex);
+    int64_t n = out->size;
+    if (n == 0) return KB_OK;
+    KB_TRY(kb_cuda_bind(dev));
+    const uint8_t *c = (const uint8_t *)in[0].data;
+    const T *a = (const T *)in[1].data, *b = (const T *)in[2].data;
+    T *y = (T *)out->data;
+    /* cond's shape at out's rank (leading alignment pads trailing 1s) */
+    int64_t cshape[KB_MAX_RANK];
+    int crank = in[0].rank;
+    for (int d = 0; d < crank; d++) cshape[d] = in[0].shape[d];
+    if (at->i64[0]) {
+        if (crank > out->rank)
+            return kb_set_error(KB_ERR_SHAPE, "%s: condition rank exceeds the output's", ex->op ? ex->op : "select");
+        for (int d = crank; d < out->rank; d++) cshape[d] = 1;
+        crank = out->rank;
+    }
+    if (crank > out->rank || in[1].rank > out->rank || in[2].rank > out->rank)
+        return kb_set_error(KB_ERR_SHAPE, "%s: input rank exceeds output rank", ex->op ? ex->op : "select");
+    if (same_shape(&in[1], out) && same_shape(&in[2], out) && (in[0].size == 1 || in[0].size == n)) {
+        /* a cond of n elements broadcast to out must have out's shape up to size-1 dims: same order */
+        k_select_flat<T><<<kb_blocks(dev, n, KB_THREADS), KB_THREADS, 0, dev->stream>>>(c, a, b, y, n,
+                                                                                      in[0].size == 1 ? 0 : 1);
+    } else {
+        int64_t sc[KB_MAX_RANK], sa[KB_MAX_RANK], sb[KB_MAX_RANK];
+        kb_bcast_strides(cshape, crank, out->shape, out->rank, sc);
+        kb_bcast_strides(in[1].shape, in[1].rank, out->shape, out->rank, sa);
+        kb_bcast_strides(in[2].shape, in[2].rank, out->shape, out->rank, sb);
+        const int64_t *st[3] = {sc, sa, sb};
+        sel_map m = sel_map_make(out->shape, out->rank, st);
+        k_select_bcast<T><<<kb_blocks(dev, n, KB_THREADS), KB_THREADS, 0, dev->stream>>>(c, a, b, y, n, m);
+    }
+    KB_CUDA_CHECK(cudaGetLastError());
+    return KB_OK;
+}
+
+} /* namespace */
+
+extern "C" kb_status kb_cuda_select(const kb_exec *ex, const kb_attrs *a, const kb_buf *in, int n_in, kb_buf *out) {
+    (void)n_in;
+    if (in[0].dtype != KB_BOOL || in[1].dtype != out->dtype || in[2].dtype != out->dtype)
+        return kb_set_error(KB_ERR_DTYPE, "%s: select takes a bool condition and two operands of the output's dtype",
+                            ex->op ? ex->op : "select");
+    switch (kb_dtype_size(out->dtype)) {
+    case 1: return run_select<uint8_t>(ex, a, in, out);
+    case 2: return run_select<uint16_t>(ex, a, in, out);
+    case 4: return run_select<uint32_t>(ex, a, in, out);
+    case 8: return run_select<uint64_t>(ex, a, in, out);
+    default: return kb_cuda_dtype_error(ex, out->dtype, "any dtype");
+    }
+}

@@ -509,3 +509,118 @@ NN_LAUNCHER(hard_sigmoid)
 NN_LAUNCHER(tanh)
 NN_LAUNCHER(in_top_k)
 NN_LAUNCHER(sigmoid_cross_entropy)
+
+/* ------------------------------------------------------------------------------------------ */
+/* extract_patches / extract_patches_grad (local_conv1d / local_conv2d; attrs in ops/nn.c).    */
+/* Patches: one thread per output element (P*B*K), a gather; consecutive threads write         */
+/* consecutive k, reading runs of kw*C (channels_last) or kw (channels_first) contiguous       */
+/* inputs. Bytes: 2 * P*B*K * sizeof T. Grad: one thread per input element summing the patch  */
+/* entries that copied it, windows (i, j) ascending as the CPU (deterministic, no atomics).    */
+/* Bytes: (P*B*K + B*H*W*C) * sizeof T.                                                        */
+/* ------------------------------------------------------------------------------------------ */
+
+namespace {
+
+struct patch_geo {
+    int cf;
+    int64_t B, C, H, W, kh, kw, sh, sw, oh, ow, K;
+};
+static patch_geo patch_geo_of(const kb_attrs *a, const kb_buf *x) {
+    patch_geo g;
+    g.cf = (int)a->i64[0];
+    g.kh = a->i64[1], g.kw = a->i64[2], g.sh = a->i64[3], g.sw = a->i64[4], g.oh = a->i64[5], g.ow = a->i64[6];
+    g.B = x->shape[0];
+    if (x->rank == 3) {
+        g.H = 1, g.W = x->shape[1], g.C = x->shape[2];
+    } else if (g.cf) {
+        g.C = x->shape[1], g.H = x->shape[2], g.W = x->shape[3];
+    } else {
+        g.H = x->shape[1], g.W = x->shape[2], g.C = x->shape[3];
+    }
+    g.K = g.kh * g.kw * g.C;
+    return g;
+}
+
+template <typename T>
+__global__ void k_patches(const T *__restrict__ x, T *__restrict__ o, int64_t n, patch_geo g) {
+    KB_GRID_LOOP(e, n) {
+        int64_t k = e % g.K, r = e / g.K;
+        int64_t b = r % g.B, p = r / g.B, i = p / g.ow, j = p % g.ow, c, dy, dx, src;
+        if (!g.cf) {
+            c = k % g.C;
+            int64_t t = k / g.C;
+            dx = t % g.kw, dy = t / g.kw;
+            src = ((b * g.H + i * g.sh + dy) * g.W + j * g.sw + dx) * g.C + c;
+        } else {
+            dx = k % g.kw;
+            int64_t t = k / g.kw;
+            dy = t % g.kh, c = t / g.kh;
+            src = ((b * g.C + c) * g.H + i * g.sh + dy) * g.W + j * g.sw + dx;
+        }
+        o[e] = x[src];
+    }
+}
+
+template <typename T>
+__global__ void k_patches_grad(const T *__restrict__ gy, T *__restrict__ dx, int64_t n, patch_geo g) {
+    KB_GRID_LOOP(e, n) {
+        int64_t b, c, y, xx, t = e;
+        if (!g.cf) {
+            c = t % g.C, t /= g.C, xx = t % g.W, t /= g.W, y = t % g.H, b = t / g.H;
+        } else {
+            xx = t % g.W, t /= g.W, y = t % g.H, t /= g.H, c = t % g.C, b = t / g.C;
+        }
+        int64_t i0 = y >= g.kh ? (y - g.kh + g.sh) / g.sh : 0, i1 = y / g.sh;
+        int64_t j0 = xx >= g.kw ? (xx - g.kw + g.sw) / g.sw : 0, j1 = xx / g.sw;
+        if (i1 > g.oh - 1) i1 = g.oh - 1;
+        if (j1 > g.ow - 1) j1 = g.ow - 1;
+        T s = 0;
+        for (int64_t i = i0; i <= i1; ++i)
+            for (int64_t j = j0; j <= j1; ++j) {
+                int64_t dy = y - i * g.sh, dxo = xx - j * g.sw;
+                int64_t k = g.cf ? (c * g.kh + dy) * g.kw + dxo : (dy * g.kw + dxo) * g.C + c;
+                s = kb_add(s, gy[((i * g.ow + j) * g.B + b) * g.K + k]);
+            }
+        dx[e] = s;
+    }
+}
+
+template <typename T>
+kb_status patches_t(const kb_exec *ex, const kb_attrs *a, const kb_buf *in, kb_buf *out) {
+    struct kb_cuda_device *dev = kb_cuda_dev(ex);
+    int64_t n = out->size;
+    if (n == 0) return KB_OK;
+    KB_TRY(kb_cuda_bind(dev));
+    patch_geo g = patch_geo_of(a, &in[0]);
+    k_patches<T><<<kb_blocks(dev, n, KB_THREADS), KB_THREADS, 0, dev->stream>>>((const T *)in[0].data,
+                                                                                (T *)out->data, n, g);
+    KB_CUDA_CHECK(cudaGetLastError());
+    return KB_OK;
+}
+
+template <typename T>
+kb_status patches_grad_t(const kb_exec *ex, const kb_attrs *a, const kb_buf *in, kb_buf *out) {
+    struct kb_cuda_device *dev = kb_cuda_dev(ex);
+    int64_t n = out->size;
+    if (n == 0) return KB_OK;
+    KB_TRY(kb_cuda_bind(dev));
+    patch_geo g = patch_geo_of(a, &in[1]);
+    k_patches_grad<T><<<kb_blocks(dev, n, KB_THREADS), KB_THREADS, 0, dev->stream>>>((const T *)in[0].data,
+                                                                                     (T *)out->data, n, g);
+    KB_CUDA_CHECK(cudaGetLastError());
+    return KB_OK;
+}
+
+} /* namespace */
+
+extern "C" kb_status kb_cuda_extract_patches(const kb_exec *ex, const kb_attrs *a, const kb_buf *in, int n_in,
+                                             kb_buf *out) {
+    (void)n_in;
+    KB_DISPATCH_FLOAT(ex, in[0].dtype, patches_t, ex, a, in, out);
+}
+
+extern "C" kb_status kb_cuda_extract_patches_grad(const kb_exec *ex, const kb_attrs *a, const kb_buf *in, int n_in,
+                                                  kb_buf *out) {
+    (void)n_in;
+    KB_DISPATCH_FLOAT(ex, out->dtype, patches_grad_t, ex, a, in, out);
+}

@@ -220,3 +220,53 @@ kb_status kb_cpu_cast(const kb_exec *ex, const kb_attrs *a, const kb_buf *in, in
     kb_convert(in[0].data, in[0].dtype, out->data, out->dtype, out->size);
     return KB_OK;
 }
+
+/*
+ * select(cond, a, b): out = cond ? a : b (a pure copy: any dtype, moved by element size, so the
+ * half types need no widening). attrs.i64[0] = 1 aligns cond to the leading axes of out (its
+ * shape padded with trailing 1s), 0 right-aligns it (numpy).
+ */
+#define SELECT_T(T)                                                                               \
+    static void select_##T(const uint8_t *c, const T *a, const T *b, T *o, const kb_buf *bc,      \
+                           const kb_buf *ba, const kb_buf *bb, const kb_buf *out) {               \
+        int64_t n = out->size;                                                                    \
+        if (kb_same_shape(ba, out) && kb_same_shape(bb, out) && (bc->size == 1 || bc->size == n)) { \
+            int64_t cs = bc->size == 1 ? 0 : 1;                                                   \
+            _Pragma("omp parallel for if (n > KB_OMP_MIN)") for (int64_t i = 0; i < n; ++i)       \
+                o[i] = c[i * cs] ? a[i] : b[i];                                                    \
+            return;                                                                               \
+        }                                                                                         \
+        int64_t sc[KB_MAX_RANK], sa[KB_MAX_RANK], sb[KB_MAX_RANK];                                \
+        kb_bcast_strides(bc, out, sc);                                                            \
+        kb_bcast_strides(ba, out, sa);                                                            \
+        kb_bcast_strides(bb, out, sb);                                                            \
+        _Pragma("omp parallel for if (n > KB_OMP_MIN)") for (int64_t i = 0; i < n; ++i)           \
+            o[i] = c[kb_bcast_offset(i, out, sc)] ? a[kb_bcast_offset(i, out, sa)]                 \
+                                                  : b[kb_bcast_offset(i, out, sb)];               \
+    }
+SELECT_T(uint8_t)
+SELECT_T(uint16_t)
+SELECT_T(uint32_t)
+SELECT_T(uint64_t)
+
+kb_status kb_cpu_select(const kb_exec *ex, const kb_attrs *attrs, const kb_buf *in, int n_in, kb_buf *out) {
+    (void)n_in;
+    kb_buf c = in[0];
+    if (attrs->i64[0]) { /* cond's dims on the leading axes */
+        if (c.rank > out->rank) return kb_set_error(KB_ERR_SHAPE, "%s: condition rank exceeds the output's", ex->op);
+        for (int d = c.rank; d < out->rank; ++d) c.shape[d] = 1;
+        c.rank = out->rank;
+    }
+    const uint8_t *cd = (const uint8_t *)c.data;
+#define SELECT_CALL(T) \
+    select_##T(cd, (const T *)in[1].data, (const T *)in[2].data, (T *)out->data, &c, &in[1], &in[2], out)
+    switch (kb_dtype_size(out->dtype)) {
+    case 1: SELECT_CALL(uint8_t); break;
+    case 2: SELECT_CALL(uint16_t); break;
+    case 4: SELECT_CALL(uint32_t); break;
+    case 8: SELECT_CALL(uint64_t); break;
+    default: return kb_cpu_bad_dtype(ex, out->dtype);
+    }
+#undef SELECT_CALL
+    return KB_OK;
+}

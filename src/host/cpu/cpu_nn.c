@@ -101,3 +101,102 @@ kb_status kb_cpu_sigmoid_cross_entropy(const kb_exec *ex, const kb_attrs *a, con
     }
     return KB_OK;
 }
+
+/* ---- extract_patches / extract_patches_grad (local_conv1d / local_conv2d) ---- */
+
+/* The window geometry of a node (attrs layout in ops/nn.c) on a concrete x. */
+typedef struct patch_geo {
+    int cf;
+    int64_t B, C, H, W, kh, kw, sh, sw, oh, ow, K;
+} patch_geo;
+static patch_geo patch_geo_of(const kb_attrs *a, const kb_buf *x) {
+    patch_geo g;
+    g.cf = (int)a->i64[0];
+    g.kh = a->i64[1], g.kw = a->i64[2], g.sh = a->i64[3], g.sw = a->i64[4], g.oh = a->i64[5], g.ow = a->i64[6];
+    g.B = x->shape[0];
+    if (x->rank == 3) {
+        g.H = 1, g.W = x->shape[1], g.C = x->shape[2];
+    } else if (g.cf) {
+        g.C = x->shape[1], g.H = x->shape[2], g.W = x->shape[3];
+    } else {
+        g.H = x->shape[1], g.W = x->shape[2], g.C = x->shape[3];
+    }
+    g.K = g.kh * g.kw * g.C;
+    return g;
+}
+
+/* out[(p*B + b)*K + k] = x at window p's element k: contiguous runs of kw*C (channels_last) or
+ * kw (channels_first) values. */
+#define PATCHES_T(T)                                                                               \
+    static void patches_##T(const T *x, T *o, const patch_geo *g) {                                \
+        int64_t rows = g->oh * g->ow * g->B;                                                       \
+        _Pragma("omp parallel for if (rows * g->K > KB_OMP_MIN)") for (int64_t r = 0; r < rows; ++r) { \
+            int64_t p = r / g->B, b = r % g->B, i = p / g->ow, j = p % g->ow;                      \
+            T *dst = o + r * g->K;                                                                 \
+            if (!g->cf) {                                                                          \
+                for (int64_t dy = 0; dy < g->kh; ++dy) {                                           \
+                    const T *src = x + ((b * g->H + i * g->sh + dy) * g->W + j * g->sw) * g->C;    \
+                    memcpy(dst + dy * g->kw * g->C, src, (size_t)(g->kw * g->C) * sizeof(T));     \
+                }                                                                                  \
+            } else {                                                                               \
+                for (int64_t c = 0; c < g->C; ++c)                                                 \
+                    for (int64_t dy = 0; dy < g->kh; ++dy) {                                       \
+                        const T *src = x + ((b * g->C + c) * g->H + i * g->sh + dy) * g->W + j * g->sw; \
+                        memcpy(dst + (c * g->kh + dy) * g->kw, src, (size_t)g->kw * sizeof(T));   \
+                    }                                                                              \
+            }                                                                                      \
+        }                                                                                          \
+    }
+PATCHES_T(float)
+PATCHES_T(double)
+
+/* dx[b, y, x, c] = sum over the windows (i, j) covering (y, x), i then j ascending, of
+ * dy[(i*ow + j)*B + b][k]; the CUDA kernel sums in the same order. */
+#define PATCHES_GRAD_T(T)                                                                          \
+    static void patches_grad_##T(const T *gy, T *dx, const patch_geo *g, int64_t n) {              \
+        _Pragma("omp parallel for if (n > KB_OMP_MIN)") for (int64_t e = 0; e < n; ++e) {          \
+            int64_t b, c, y, xx, t = e;                                                            \
+            if (!g->cf) {                                                                          \
+                c = t % g->C, t /= g->C, xx = t % g->W, t /= g->W, y = t % g->H, b = t / g->H;     \
+            } else {                                                                               \
+                xx = t % g->W, t /= g->W, y = t % g->H, t /= g->H, c = t % g->C, b = t / g->C;     \
+            }                                                                                      \
+            int64_t i0 = y >= g->kh ? (y - g->kh + g->sh) / g->sh : 0, i1 = y / g->sh;            \
+            int64_t j0 = xx >= g->kw ? (xx - g->kw + g->sw) / g->sw : 0, j1 = xx / g->sw;         \
+            if (i1 > g->oh - 1) i1 = g->oh - 1;                                                    \
+            if (j1 > g->ow - 1) j1 = g->ow - 1;                                                    \
+            T s = 0;                                                                               \
+            for (int64_t i = i0; i <= i1; ++i)                                                     \
+                for (int64_t j = j0; j <= j1; ++j) {                                               \
+                    int64_t dy = y - i * g->sh, dxo = xx - j * g->sw;                              \
+                    int64_t k = g->cf ? (c * g->kh + dy) * g->kw + dxo : (dy * g->kw + dxo) * g->C + c; \
+                    s += gy[((i * g->ow + j) * g->B + b) * g->K + k];                              \
+                }                                                                                  \
+            dx[e] = s;                                                                             \
+        }                                                                                          \
+    }
+PATCHES_GRAD_T(float)
+PATCHES_GRAD_T(double)
+
+kb_status kb_cpu_extract_patches(const kb_exec *ex, const kb_attrs *a, const kb_buf *in, int n_in, kb_buf *out) {
+    (void)n_in;
+    patch_geo g = patch_geo_of(a, &in[0]);
+    switch (in[0].dtype) {
+    case KB_FLOAT32: patches_float((const float *)in[0].data, (float *)out->data, &g); break;
+    case KB_FLOAT64: patches_double((const double *)in[0].data, (double *)out->data, &g); break;
+    default: return kb_cpu_bad_dtype(ex, in[0].dtype);
+    }
+    return KB_OK;
+}
+
+kb_status kb_cpu_extract_patches_grad(const kb_exec *ex, const kb_attrs *a, const kb_buf *in, int n_in,
+                                      kb_buf *out) {
+    (void)n_in;
+    patch_geo g = patch_geo_of(a, &in[1]);
+    switch (out->dtype) {
+    case KB_FLOAT32: patches_grad_float((const float *)in[0].data, (float *)out->data, &g, out->size); break;
+    case KB_FLOAT64: patches_grad_double((const double *)in[0].data, (double *)out->data, &g, out->size); break;
+    default: return kb_cpu_bad_dtype(ex, out->dtype);
+    }
+    return KB_OK;
+}

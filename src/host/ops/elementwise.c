@@ -360,3 +360,146 @@ kb_tensor *kb_cast(kb_tensor *x, kb_dtype dtype) {
     a.dtype = kb_resolve_dtype(x->ctx, dtype);
     return kb_node("kb_cast", KB_OP_CAST, &x, 1, &a);
 }
+
+/* ---- select (tf.where) and the control-flow functions built on it ---- */
+
+/*
+ * select(cond, a, b) = cond ? a : b elementwise. cond is bool; a and b share one dtype (any of
+ * the 9) and broadcast numpy-style (right-aligned) against each other; cond broadcasts against
+ * that shape either right-aligned (attrs.i64[0] = 0, numpy / tf.where v2) or, with
+ * attrs.i64[0] = 1, aligned to the LEADING axes (cond's shape padded with trailing 1s: Keras
+ * switch's reshape-and-tile, TF1 tf.where's rank-1 rule); cond's rank must not exceed the
+ * others' there. A rank-0 cond selects a whole operand. Both operands are always computed (kb
+ * has no lazy branches: the tensors exist before the call, as TF1 tensors made outside a cond).
+ * Gradient: dy to a where cond holds, to b elsewhere (zeros at the other positions, summed back
+ * to broadcast operands), none to cond; integer and bool operands get none.
+ */
+
+/* cond's desc at rank r with trailing 1s (lead) or as is (numpy). */
+static kb_status select_cond_desc(const char *op, const kb_attrs *a, const kb_desc *c, int r, kb_desc *out) {
+    *out = *c;
+    if (!a->i64[0]) return KB_OK;
+    if (c->rank > r)
+        return kb_set_error(KB_ERR_SHAPE, "%s: the condition has rank %d, more than the operands' %d", op, c->rank, r);
+    for (int d = c->rank; d < r; ++d) out->shape[d] = 1;
+    out->rank = r;
+    return KB_OK;
+}
+static kb_status infer_select(const char *op, const kb_attrs *a, const kb_desc *in, int n_in, kb_desc *out) {
+    (void)n_in;
+    if (in[0].dtype != KB_BOOL)
+        return kb_set_error(KB_ERR_DTYPE, "%s: the condition must be bool, got %s", op, dt_name(in[0].dtype));
+    if (!kb_dtype_valid(in[1].dtype)) return kb_set_error(KB_ERR_DTYPE, "%s: x has an invalid dtype %d", op, (int)in[1].dtype);
+    if (in[2].dtype != in[1].dtype)
+        return kb_set_error(KB_ERR_DTYPE, "%s: x is %s but y is %s (cast one of them first)", op, dt_name(in[1].dtype),
+                            dt_name(in[2].dtype));
+    kb_desc ab, c;
+    KB_TRY(kb_broadcast_desc(op, &in[1], &in[2], &ab));
+    KB_TRY(select_cond_desc(op, a, &in[0], ab.rank, &c));
+    KB_TRY(kb_broadcast_desc(op, &c, &ab, out));
+    out->dtype = in[1].dtype;
+    return KB_OK;
+}
+static kb_tensor *select_node(const char *fn, kb_tensor *cond, kb_tensor *x, kb_tensor *y, int lead) {
+    kb_attrs at;
+    memset(&at, 0, sizeof at);
+    at.i64[0] = lead;
+    kb_tensor *in[3] = {cond, x, y};
+    return kb_node(fn, KB_OP_SELECT, in, 3, &at);
+}
+static kb_status grad_select(kb_tensor *n, kb_tensor *dy, kb_tensor **dx) {
+    dx[0] = NULL;
+    if (!is_float(n)) return KB_OK;
+    kb_tensor *c = n->in[0], *zero = kb_scalar(n->ctx, 0.0, n->desc.dtype);
+    int lead = (int)n->attrs.i64[0];
+    dx[1] = kb_g_sum_like(select_node("select", c, dy, zero, lead), n->in[1]);
+    dx[2] = kb_g_sum_like(select_node("select", c, zero, dy, lead), n->in[2]);
+    return KB_OK;
+}
+/* attrs.i64[0]: 1 = cond aligned to the leading axes (trailing 1s), 0 = numpy right-aligned. */
+const kb_op_def kb_opdef_select = {"select", 3, KB_OPF_INTERNAL | KB_OPF_CPU_ANY_DTYPE, infer_select, grad_select,
+                                   kb_cpu_select, KB_CUDA_KERNEL(select)};
+
+/* Keras switch (spec 2.11) with the argument names of \p fn's messages. */
+static kb_tensor *switch_impl(const char *fn, kb_tensor *cond, kb_tensor *x, kb_tensor *y, const char *cn,
+                              const char *xn, const char *yn) {
+    if (!kb_check_tensor(fn, cn, cond) || !kb_check_tensor(fn, xn, x) || !kb_check_tensor(fn, yn, y)) return NULL;
+    if (cond->ctx != x->ctx || y->ctx != x->ctx) {
+        kb_set_error(KB_ERR_INVALID_ARGUMENT, "%s: %s, %s and %s belong to different contexts", fn, cn, xn, yn);
+        return NULL;
+    }
+    if (x->desc.dtype != y->desc.dtype) {
+        kb_set_error(KB_ERR_DTYPE, "%s: %s is %s but %s is %s (cast one of them first)", fn, xn,
+                     dt_name(x->desc.dtype), yn, dt_name(y->desc.dtype));
+        return NULL;
+    }
+    const kb_desc *xd = &x->desc, *yd = &y->desc, *cd = &cond->desc;
+    char s1[128], s2[128];
+    int same = xd->rank == yd->rank;
+    for (int d = 0; same && d < xd->rank; ++d)
+        same = xd->shape[d] == yd->shape[d] || xd->shape[d] == KB_NONE || yd->shape[d] == KB_NONE;
+    if (!same) {
+        kb_set_error(cd->rank == 0 ? KB_ERR_NOT_SUPPORTED : KB_ERR_SHAPE,
+                     "%s: %s %s and %s %s must have the same shape%s", fn, xn, kb_shape_str(xd, s1, sizeof s1), yn,
+                     kb_shape_str(yd, s2, sizeof s2),
+                     cd->rank == 0 ? " (branches of different shapes under a scalar condition, which tf.cond allows, "
+                                     "are not supported)"
+                                   : " (tf.where)");
+        return NULL;
+    }
+    if (cd->rank > xd->rank) {
+        kb_set_error(KB_ERR_SHAPE,
+                     "%s: Rank of `condition` should be less than or equal to rank of `then_expression` and "
+                     "`else_expression`. ndim(condition)=%d, ndim(then_expression)=%d",
+                     fn, cd->rank, xd->rank);
+        return NULL;
+    }
+    for (int d = 0; d < cd->rank; ++d) {
+        int64_t c = cd->shape[d], e = xd->shape[d];
+        if (c != KB_NONE && e != KB_NONE && c != 1 && c != e) {
+            kb_set_error(KB_ERR_SHAPE, "%s: %s %s does not match the leading axes of %s %s (axis %d: %lld vs %lld)", fn,
+                         cn, kb_shape_str(cd, s1, sizeof s1), xn, kb_shape_str(xd, s2, sizeof s2), d, (long long)c,
+                         (long long)e);
+            return NULL;
+        }
+    }
+    kb_tensor *c = cd->dtype == KB_BOOL ? cond : kb_cast(cond, KB_BOOL); /* Keras: cast(condition, 'bool') */
+    return select_node(fn, c, x, y, 1);
+}
+
+kb_tensor *kb_switch(kb_tensor *condition, kb_tensor *then_expression, kb_tensor *else_expression) {
+    return switch_impl("kb_switch", condition, then_expression, else_expression, "condition", "then_expression",
+                       "else_expression");
+}
+
+/* Keras in_train_phase: training NULL = the learning-phase tensor; x when training, else alt. */
+static kb_tensor *phase_impl(const char *fn, kb_tensor *x, kb_tensor *alt, kb_tensor *training, int train) {
+    if (!kb_check_tensor(fn, "x", x) || !kb_check_tensor(fn, "alt", alt)) return NULL;
+    if (training && !kb_check_tensor(fn, "training", training)) return NULL;
+    if (!training) training = kb_learning_phase(x->ctx);
+    if (!training) return NULL;
+    if (x == alt) return x;
+    return train ? switch_impl(fn, training, x, alt, "training", "x", "alt")
+                 : switch_impl(fn, training, alt, x, "training", "alt", "x");
+}
+kb_tensor *kb_in_train_phase(kb_tensor *x, kb_tensor *alt, kb_tensor *training) {
+    return phase_impl("kb_in_train_phase", x, alt, training, 1);
+}
+kb_tensor *kb_in_test_phase(kb_tensor *x, kb_tensor *alt, kb_tensor *training) {
+    return phase_impl("kb_in_test_phase", x, alt, training, 0);
+}
+
+static kb_tensor *phase_fixed(const char *fn, kb_tensor *x, kb_tensor *alt, int training, int train) {
+    if (!kb_check_tensor(fn, "x", x) || !kb_check_tensor(fn, "alt", alt)) return NULL;
+    if (training != 0 && training != 1) {
+        kb_set_error(KB_ERR_INVALID_ARGUMENT, "%s: training must be 0 or 1, got %d", fn, training);
+        return NULL;
+    }
+    return (training == 1) == (train == 1) ? x : alt;
+}
+kb_tensor *kb_in_train_phase_fixed(kb_tensor *x, kb_tensor *alt, int training) {
+    return phase_fixed("kb_in_train_phase_fixed", x, alt, training, 1);
+}
+kb_tensor *kb_in_test_phase_fixed(kb_tensor *x, kb_tensor *alt, int training) {
+    return phase_fixed("kb_in_test_phase_fixed", x, alt, training, 0);
+}

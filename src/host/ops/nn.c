@@ -438,3 +438,218 @@ kb_tensor *kb_bias_add(kb_tensor *x, kb_tensor *bias, kb_data_format_arg data_fo
     kb_tensor *b = rank == br ? bias : kb_reshape(bias, shape, rank);
     return kb_add(x, b);
 }
+
+/* ---- locally connected convolution: extract_patches + batch_dot (Keras local_conv1d/2d) ---- */
+
+/*
+ * extract_patches(x) -> (P, B, K): the 'valid' windows of x, one row of K = kh*kw*C values per
+ * output position p = i*ow + j and batch b, flattened as Keras flattens inputs[:, rows, cols, :]
+ * (channels_last: (kh, kw, C) order) or inputs[:, :, rows, cols] (channels_first: (C, kh, kw)).
+ * x is (B, H, W, C) / (B, C, H, W), or (B, L, C) (a 1-D window: H = kh = sh = oh = 1).
+ * attrs.i64: [0] channels_first, [1] kh, [2] kw, [3] sh, [4] sw, [5] oh, [6] ow (window starts
+ * i*sh, j*sw for i < oh, j < ow; the input may be longer than the last window needs).
+ * extract_patches_grad(dy (P, B, K), x) -> x's shape: the adjoint (each input element sums the
+ * patch entries it was copied to, in (i, j) order: deterministic, no atomics); x is read for its
+ * shape only. float32 / float64 (batch_dot's dtypes).
+ */
+static kb_status patches_geometry(const char *op, const kb_attrs *a, const kb_desc *x) {
+    KB_TRY(kb_require_float(op, "inputs", x->dtype));
+    int cf = (int)a->i64[0];
+    if (x->rank != 3 && x->rank != 4)
+        return kb_set_error(KB_ERR_SHAPE, "%s: inputs must be 3-D or 4-D, got rank %d", op, x->rank);
+    for (int i = 1; i <= 6; ++i)
+        if (a->i64[i] < 1) return kb_set_error(KB_ERR_INTERNAL, "%s: window attribute %d is %lld", op, i, (long long)a->i64[i]);
+    if (x->rank == 3 && (cf || a->i64[1] != 1 || a->i64[3] != 1 || a->i64[5] != 1))
+        return kb_set_error(KB_ERR_INTERNAL, "%s: a 3-D input takes a 1-D channels_last window", op);
+    int64_t H = x->rank == 3 ? 1 : x->shape[cf ? 2 : 1], W = x->shape[x->rank == 3 ? 1 : (cf ? 3 : 2)];
+    const char *what[2] = {x->rank == 3 ? "steps" : "rows", x->rank == 3 ? "steps" : "columns"};
+    int64_t dim[2] = {H, W};
+    for (int s = 0; s < 2; ++s) {
+        int64_t k = a->i64[1 + s], st = a->i64[3 + s], o = a->i64[5 + s], need = (o - 1) * st + k;
+        if (dim[s] != KB_NONE && need > dim[s]) {
+            char sx[128];
+            return kb_set_error(KB_ERR_SHAPE,
+                                "%s: %lld output %s with kernel size %lld and stride %lld need %lld input %s, inputs "
+                                "%s have %lld",
+                                op, (long long)o, what[s], (long long)k, (long long)st, (long long)need, what[s],
+                                kb_shape_str(x, sx, sizeof sx), (long long)dim[s]);
+        }
+    }
+    return KB_OK;
+}
+static void patches_desc(const kb_attrs *a, const kb_desc *x, kb_desc *out) {
+    int cf = (int)a->i64[0];
+    int64_t C = x->shape[x->rank == 3 ? 2 : (cf ? 1 : 3)];
+    memset(out, 0, sizeof *out);
+    out->dtype = x->dtype;
+    out->rank = 3;
+    out->shape[0] = a->i64[5] * a->i64[6];
+    out->shape[1] = x->shape[0];
+    out->shape[2] = C == KB_NONE ? KB_NONE : a->i64[1] * a->i64[2] * C;
+}
+static kb_status infer_extract_patches(const char *op, const kb_attrs *a, const kb_desc *in, int n_in, kb_desc *out) {
+    (void)n_in;
+    KB_TRY(patches_geometry(op, a, &in[0]));
+    patches_desc(a, &in[0], out);
+    return KB_OK;
+}
+static kb_status infer_extract_patches_grad(const char *op, const kb_attrs *a, const kb_desc *in, int n_in,
+                                            kb_desc *out) {
+    (void)n_in;
+    KB_TRY(patches_geometry(op, a, &in[1]));
+    if (in[0].dtype != in[1].dtype)
+        return kb_set_error(KB_ERR_DTYPE, "%s: dy is %s but x is %s", op, kb_dtype_name(in[0].dtype),
+                            kb_dtype_name(in[1].dtype));
+    kb_desc p;
+    patches_desc(a, &in[1], &p);
+    int fits = in[0].rank == 3;
+    for (int d = 0; fits && d < 3; ++d)
+        fits = in[0].shape[d] == p.shape[d] || in[0].shape[d] == KB_NONE || p.shape[d] == KB_NONE;
+    if (!fits) {
+        char s1[128], s2[128];
+        return kb_set_error(KB_ERR_SHAPE, "%s: dy %s does not match the patches %s", op,
+                            kb_shape_str(&in[0], s1, sizeof s1), kb_shape_str(&p, s2, sizeof s2));
+    }
+    *out = in[1];
+    return KB_OK;
+}
+static kb_status grad_extract_patches(kb_tensor *n, kb_tensor *dy, kb_tensor **dx) {
+    kb_tensor *in[2] = {dy, n->in[0]};
+    dx[0] = kb_node("extract_patches_grad", KB_OP_EXTRACT_PATCHES_GRAD, in, 2, &n->attrs);
+    return KB_OK;
+}
+/* linear in dy: its adjoint is extract_patches again; x only gives the shape */
+static kb_status grad_extract_patches_grad(kb_tensor *n, kb_tensor *g, kb_tensor **dx) {
+    dx[0] = kb_node("extract_patches", KB_OP_EXTRACT_PATCHES, &g, 1, &n->attrs);
+    dx[1] = NULL;
+    return KB_OK;
+}
+/* attrs.i64: [0] channels_first, [1] kh, [2] kw, [3] sh, [4] sw, [5] oh, [6] ow. */
+const kb_op_def kb_opdef_extract_patches = {"extract_patches", 1, KB_OPF_INTERNAL, infer_extract_patches,
+                                            grad_extract_patches, kb_cpu_extract_patches,
+                                            KB_CUDA_KERNEL(extract_patches)};
+/* attrs: those of the extract_patches it differentiates. */
+const kb_op_def kb_opdef_extract_patches_grad = {"extract_patches_grad", 2, KB_OPF_INTERNAL,
+                                                 infer_extract_patches_grad, grad_extract_patches_grad,
+                                                 kb_cpu_extract_patches_grad, KB_CUDA_KERNEL(extract_patches_grad)};
+
+/* Checks shared by local_conv1d / local_conv2d; returns 0 with the error set. */
+static int local_conv_check(const char *fn, kb_tensor *inputs, kb_tensor *kernel, int rank, kb_data_format_arg f) {
+    if (!kb_check_tensor(fn, "inputs", inputs) || !kb_check_tensor(fn, "kernel", kernel)) return 0;
+    if (inputs->ctx != kernel->ctx) {
+        kb_set_error(KB_ERR_INVALID_ARGUMENT, "%s: inputs and kernel belong to different contexts", fn);
+        return 0;
+    }
+    if (f != KB_DATA_FORMAT_DEFAULT && f != KB_DATA_FORMAT_CHANNELS_LAST && f != KB_DATA_FORMAT_CHANNELS_FIRST) {
+        kb_set_error(KB_ERR_INVALID_ARGUMENT, "%s: Unknown data_format: %d", fn, (int)f);
+        return 0;
+    }
+    if (kb_require_float(fn, "inputs", inputs->desc.dtype) != KB_OK) return 0;
+    if (kernel->desc.dtype != inputs->desc.dtype) {
+        kb_set_error(KB_ERR_DTYPE, "%s: kernel is %s but inputs is %s", fn, kb_dtype_name(kernel->desc.dtype),
+                     kb_dtype_name(inputs->desc.dtype));
+        return 0;
+    }
+    char s[128];
+    if (inputs->desc.rank != rank) {
+        kb_set_error(KB_ERR_SHAPE, "%s: inputs must be %d-D, got shape %s", fn, rank,
+                     kb_shape_str(&inputs->desc, s, sizeof s));
+        return 0;
+    }
+    if (kernel->desc.rank != 3) {
+        kb_set_error(KB_ERR_SHAPE, "%s: kernel must be 3-D (positions, features, filters), got shape %s", fn,
+                     kb_shape_str(&kernel->desc, s, sizeof s));
+        return 0;
+    }
+    for (int d = 0; d < 3; ++d)
+        if (kernel->desc.shape[d] < 1) {
+            kb_set_error(KB_ERR_SHAPE, "%s: the kernel shape must be known and non-empty, got %s", fn,
+                         kb_shape_str(&kernel->desc, s, sizeof s));
+            return 0;
+        }
+    return 1;
+}
+/* kernel's feature dim = window * C (C known), else KB_ERR_SHAPE. */
+static int local_conv_features(const char *fn, kb_tensor *kernel, int64_t window, int64_t C, const char *how) {
+    int64_t fd = kernel->desc.shape[1];
+    if (C != KB_NONE && fd != window * C) {
+        char s[128];
+        kb_set_error(KB_ERR_SHAPE, "%s: kernel %s has %lld features per position, %s = %lld", fn,
+                     kb_shape_str(&kernel->desc, s, sizeof s), (long long)fd, how, (long long)(window * C));
+        return 0;
+    }
+    return 1;
+}
+static kb_tensor *patches_node(const char *fn, kb_tensor *x, int cf, int64_t kh, int64_t kw, int64_t sh, int64_t sw,
+                               int64_t oh, int64_t ow) {
+    kb_attrs a;
+    memset(&a, 0, sizeof a);
+    a.i64[0] = cf;
+    a.i64[1] = kh;
+    a.i64[2] = kw;
+    a.i64[3] = sh;
+    a.i64[4] = sw;
+    a.i64[5] = oh;
+    a.i64[6] = ow;
+    return kb_node(fn, KB_OP_EXTRACT_PATCHES, &x, 1, &a);
+}
+
+/* Keras local_conv1d: data_format is checked but not used (channels_last, as Keras). */
+kb_tensor *kb_local_conv1d(kb_tensor *inputs, kb_tensor *kernel, int64_t kernel_size, int64_t strides,
+                           kb_data_format_arg data_format) {
+    const char *fn = "kb_local_conv1d";
+    if (!local_conv_check(fn, inputs, kernel, 3, data_format)) return NULL;
+    if (kernel_size < 1 || strides < 1) {
+        kb_set_error(KB_ERR_INVALID_ARGUMENT, "%s: kernel_size (%lld) and strides (%lld) must be >= 1", fn,
+                     (long long)kernel_size, (long long)strides);
+        return NULL;
+    }
+    int64_t ol = kernel->desc.shape[0];
+    if (!local_conv_features(fn, kernel, kernel_size, inputs->desc.shape[2], "kernel_size * channels")) return NULL;
+    kb_tensor *p = patches_node(fn, inputs, 0, 1, kernel_size, 1, strides, 1, ol);
+    int axes[2] = {2, 1}, perm[3] = {1, 0, 2};
+    return kb_permute_dimensions(kb_batch_dot(p, kernel, axes, 2), perm, 3); /* (ol, B, F) -> (B, ol, F) */
+}
+
+kb_tensor *kb_local_conv2d(kb_tensor *inputs, kb_tensor *kernel, const int64_t kernel_size[2],
+                           const int64_t strides[2], const int64_t output_shape[2], kb_data_format_arg data_format) {
+    const char *fn = "kb_local_conv2d";
+    if (!local_conv_check(fn, inputs, kernel, 4, data_format)) return NULL;
+    if (!kernel_size) {
+        kb_null_arg(fn, "kernel_size");
+        return NULL;
+    }
+    if (!output_shape) {
+        kb_null_arg(fn, "output_shape");
+        return NULL;
+    }
+    static const int64_t one[2] = {1, 1};
+    if (!strides) strides = one;
+    for (int s = 0; s < 2; ++s)
+        if (kernel_size[s] < 1 || strides[s] < 1 || output_shape[s] < 1) {
+            kb_set_error(KB_ERR_INVALID_ARGUMENT,
+                         "%s: kernel_size (%lld, %lld), strides (%lld, %lld) and output_shape (%lld, %lld) must be >= 1",
+                         fn, (long long)kernel_size[0], (long long)kernel_size[1], (long long)strides[0],
+                         (long long)strides[1], (long long)output_shape[0], (long long)output_shape[1]);
+            return NULL;
+        }
+    int cf = (data_format == KB_DATA_FORMAT_DEFAULT ? (int)kb_image_data_format(inputs->ctx) : (int)data_format) ==
+             KB_CHANNELS_FIRST;
+    int64_t oh = output_shape[0], ow = output_shape[1], F = kernel->desc.shape[2];
+    char s[128];
+    if (kernel->desc.shape[0] != oh * ow) {
+        kb_set_error(KB_ERR_SHAPE, "%s: kernel %s has %lld positions, output_shape (%lld, %lld) has %lld", fn,
+                     kb_shape_str(&kernel->desc, s, sizeof s), (long long)kernel->desc.shape[0], (long long)oh,
+                     (long long)ow, (long long)(oh * ow));
+        return NULL;
+    }
+    if (!local_conv_features(fn, kernel, kernel_size[0] * kernel_size[1], inputs->desc.shape[cf ? 1 : 3],
+                             "kernel_size[0] * kernel_size[1] * channels"))
+        return NULL;
+    kb_tensor *p = patches_node(fn, inputs, cf, kernel_size[0], kernel_size[1], strides[0], strides[1], oh, ow);
+    int axes[2] = {2, 1};
+    kb_tensor *y = kb_batch_dot(p, kernel, axes, 2); /* (oh*ow, B, F) */
+    int64_t shape[4] = {oh, ow, -1, F};
+    int perm_cl[4] = {2, 0, 1, 3}, perm_cf[4] = {2, 3, 0, 1};
+    return kb_permute_dimensions(kb_reshape(y, shape, 4), cf ? perm_cf : perm_cl, 4);
+}
