@@ -575,7 +575,7 @@ KB_API kb_tensor *kb_batch_normalization(kb_tensor *x, kb_tensor *mean, kb_tenso
 /** Keras padding argument: 'valid', 'same' (TF arithmetic: the odd extra pad goes at the end),
  * 'causal' (conv1d only). Any other value: KB_ERR_INVALID_ARGUMENT "Invalid padding: <n>". */
 typedef enum kb_padding { KB_PADDING_VALID = 0, KB_PADDING_SAME = 1, KB_PADDING_CAUSAL = 2 } kb_padding;
-/** Keras pool_mode argument of pool2d: 'max' or 'avg'. */
+/** Keras pool_mode argument of pool2d / pool3d: 'max' or 'avg'. */
 typedef enum kb_pool_mode { KB_POOL_MAX = 0, KB_POOL_AVG = 1 } kb_pool_mode;
 /** Keras conv2d (cross-correlation): x 4-D in data_format, kernel (kh, kw, in, out) whatever the
  * data_format; strides / dilation_rate {h, w}, NULL = {1, 1}. As tf.nn.convolution, strides > 1
@@ -614,6 +614,25 @@ KB_API kb_tensor *kb_separable_conv2d(kb_tensor *x, kb_tensor *depthwise_kernel,
 KB_API kb_tensor *kb_separable_conv1d(kb_tensor *x, kb_tensor *depthwise_kernel, kb_tensor *pointwise_kernel,
                                       int64_t strides, kb_padding padding, kb_data_format_arg data_format,
                                       int64_t dilation_rate);
+/** Keras conv3d (cross-correlation): x 5-D in data_format (NDHWC channels_last, NCDHW
+ * channels_first), kernel (kd, kh, kw, in, out) whatever the data_format; strides / dilation_rate
+ * {d, h, w}, NULL = {1, 1, 1}. 'same' / 'valid' as conv2d (TF arithmetic, odd pad at the end);
+ * strides > 1 together with dilation_rate > 1 is refused (tf.nn.convolution).
+ * float16/bfloat16/float32/float64. */
+KB_API kb_tensor *kb_conv3d(kb_tensor *x, kb_tensor *kernel, const int64_t strides[3], kb_padding padding,
+                            kb_data_format_arg data_format, const int64_t dilation_rate[3]);
+/** Keras conv3d_transpose: x 5-D in data_format, kernel (kd, kh, kw, out, in) (TF's transposed
+ * filter), output_shape the 5 output dims in the data_format layout (required; KB_NONE batch = x's
+ * batch at run time); strides {d, h, w} (NULL = {1, 1, 1}); no dilation (Keras). The gradient of
+ * conv3d w.r.t. its input: output_shape must be a shape that conv3d with the same strides /
+ * padding maps onto x's spatial dims (KB_ERR_SHAPE otherwise). */
+KB_API kb_tensor *kb_conv3d_transpose(kb_tensor *x, kb_tensor *kernel, const int64_t output_shape[5],
+                                      const int64_t strides[3], kb_padding padding, kb_data_format_arg data_format);
+/** Keras pool3d: x 5-D, pool_size {d, h, w} (required), strides {d, h, w} (NULL = {1, 1, 1}).
+ * As pool2d: 'same' max ignores the padded cells, 'same' avg divides by the number of unpadded
+ * cells, the max gradient goes to the first maximum of each window (d, h, w row-major scan). */
+KB_API kb_tensor *kb_pool3d(kb_tensor *x, const int64_t pool_size[3], const int64_t strides[3], kb_padding padding,
+                            kb_data_format_arg data_format, kb_pool_mode pool_mode);
 
 
 /* -- locally connected convolution (ops/nn.c) -- */
