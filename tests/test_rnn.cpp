@@ -217,6 +217,51 @@ TEST_F(Rnn, UnknownBatchAndTimeWithGradients) {
     }
 }
 
+// A batch large enough for the CPU kernel's parallel step loops (B * G * U > 32768): values against
+// the loop, and the weight gradients of the whole batch = the sum of those of its two halves (each
+// below the threshold, so computed serially).
+TEST_F(Rnn, LargeBatchMatchesLoopAndHalves) {
+    for (int mode : {LSTM, GRU}) {
+        const int64_t B = 34, T = 2, I = 4, U = mode == LSTM ? 256 : 352, GU = gates(mode) * U, H = B / 2;
+        Weights w = random_weights(gen, mode, B, T, I, U, true);
+        auto wt = random_values(gen, (size_t)(B * T * U), -1, 1);
+        RefOut ref = reference(w, false);
+        auto rows = [&](const std::vector<double> &v, int64_t per, int64_t from) {
+            return std::vector<double>(v.begin() + from * per, v.begin() + (from + H) * per);
+        };
+        // full batch, then each half with the same weights
+        std::vector<std::vector<double>> grads[3];
+        for (int part = 0; part < 3; ++part) {
+            Weights p = w;
+            int64_t b0 = part == 2 ? H : 0;
+            std::vector<double> wp = wt;
+            if (part > 0) {
+                p.B = H;
+                p.x = rows(w.x, T * I, b0);
+                p.h0 = rows(w.h0, U, b0);
+                if (mode == LSTM) p.c0 = rows(w.c0, U, b0);
+                wp = rows(wt, T * U, b0);
+            }
+            Vars v = make_vars(ctx, p, KB_FLOAT64);
+            kb_tensor *y, *h, *c;
+            ASSERT_TRUE(ok(layer(mode, v.x, v, 0, &y, &h, mode == LSTM ? &c : nullptr)));
+            if (part == 0) {
+                EXPECT_TRUE(allclose(eval_v(y), ref.y, 1e-12, 1e-13)) << "mode " << mode;
+            }
+            kb_tensor *loss = kb_sum(kb_multiply(y, make_const(ctx, wp, {p.B, T, U}, KB_FLOAT64)), nullptr, 0, 0);
+            kb_tensor *wrt[3] = {v.K, v.R, v.b}, *g[3] = {nullptr, nullptr, nullptr};
+            ASSERT_TRUE(ok(kb_gradients(loss, wrt, 3, g)));
+            for (int k = 0; k < 3; ++k) grads[part].push_back(eval_v(g[k]));
+        }
+        for (int k = 0; k < 3; ++k) {
+            std::vector<double> sum(grads[1][k].size());
+            for (size_t i = 0; i < sum.size(); ++i) sum[i] = grads[1][k][i] + grads[2][k][i];
+            EXPECT_EQ(grads[0][k].size(), (size_t)(k == 0 ? I * GU : k == 1 ? U * GU : 2 * GU));
+            EXPECT_TRUE(allclose(grads[0][k], sum, 1e-10, 1e-12)) << "mode " << mode << " weight " << k;
+        }
+    }
+}
+
 TEST_F(Rnn, BadInput) {
     Weights w = random_weights(gen, LSTM, 2, 3, 3, 2, true);
     Vars v = make_vars(ctx, w, KB_FLOAT32);

@@ -660,6 +660,59 @@ KB_API kb_tensor *kb_local_conv2d(kb_tensor *inputs, kb_tensor *kernel, const in
                                   kb_data_format_arg data_format);
 
 /* -- random (ops/random.c) -- */
+/** Keras seed=None: a seed drawn from the session (kb_context_options.seed mixed with the new
+ * tensor's id, so the same session seed and the same graph give the same numbers). */
+#define KB_SEED_NONE ((int64_t)-1)
+/*
+ * Random ops draw from Philox4x32-10 (cuRAND's device API on the GPU, the same generator on the
+ * CPU: uniform and binomial values are bit-identical on both). As TF's stateful random ops, each
+ * run of a compiled function draws new numbers, reproducibly: the same seed gives the same
+ * sequence of draws over successive runs (each device counts its own runs, so the k-th CPU run and
+ * the k-th CUDA run of a node draw the same numbers). \p seed >= 0, or KB_SEED_NONE; any other
+ * negative value is KB_ERR_INVALID_ARGUMENT. \p shape is static (dims >= 0); the _like forms take
+ * the run-time shape of \p like (its data is not read). dtype: float16, bfloat16, float32 or float64
+ * (KB_FLOATX = floatx, also for the _like forms); other dtypes are KB_ERR_DTYPE. Not differentiable.
+ */
+/** Keras random_uniform(shape, minval=0, maxval=1): values in [minval, maxval) (minval when they
+ * are equal). minval > maxval, non-finite bounds or a non-finite range are KB_ERR_INVALID_ARGUMENT. */
+KB_API kb_tensor *kb_random_uniform(kb_context *ctx, const int64_t *shape, int rank, double minval, double maxval,
+                                    kb_dtype dtype, int64_t seed);
+KB_API kb_tensor *kb_random_uniform_like(kb_tensor *like, double minval, double maxval, kb_dtype dtype, int64_t seed);
+/** Keras random_normal(shape, mean=0, stddev=1) (Box-Muller). stddev < 0 or non-finite
+ * arguments are KB_ERR_INVALID_ARGUMENT. */
+KB_API kb_tensor *kb_random_normal(kb_context *ctx, const int64_t *shape, int rank, double mean, double stddev,
+                                   kb_dtype dtype, int64_t seed);
+KB_API kb_tensor *kb_random_normal_like(kb_tensor *like, double mean, double stddev, kb_dtype dtype, int64_t seed);
+/** Keras random_binomial(shape, p=0): Bernoulli, 1 where uniform <= p, else 0. p outside [0, 1]
+ * (or NaN) is KB_ERR_INVALID_ARGUMENT. */
+KB_API kb_tensor *kb_random_binomial(kb_context *ctx, const int64_t *shape, int rank, double p, kb_dtype dtype,
+                                     int64_t seed);
+KB_API kb_tensor *kb_random_binomial_like(kb_tensor *like, double p, kb_dtype dtype, int64_t seed);
+/** Keras truncated_normal(shape, mean=0, stddev=1): the normal distribution restricted to
+ * [mean - 2 stddev, mean + 2 stddev] (exact, by the inverse CDF: one uniform per value, no
+ * re-draws). Same argument checks as kb_random_normal. */
+KB_API kb_tensor *kb_truncated_normal(kb_context *ctx, const int64_t *shape, int rank, double mean, double stddev,
+                                      kb_dtype dtype, int64_t seed);
+KB_API kb_tensor *kb_truncated_normal_like(kb_tensor *like, double mean, double stddev, kb_dtype dtype,
+                                           int64_t seed);
+/** Keras random_uniform_variable(shape, low, high, dtype, name, seed): a variable whose values are
+ * drawn once, at creation, on the host (the first draw of kb_random_uniform with the same seed).
+ * \p name may be NULL. */
+KB_API kb_tensor *kb_random_uniform_variable(kb_context *ctx, const int64_t *shape, int rank, double low,
+                                             double high, kb_dtype dtype, const char *name, int64_t seed);
+/** Keras random_normal_variable(shape, mean, scale, dtype, name, seed): as above, normal values. */
+KB_API kb_tensor *kb_random_normal_variable(kb_context *ctx, const int64_t *shape, int rank, double mean,
+                                            double scale, kb_dtype dtype, const char *name, int64_t seed);
+/**
+ * Keras dropout(x, level, noise_shape=None, seed=None) (tf.nn.dropout): an element is kept where a
+ * uniform draw is >= level and scaled by 1 / (1 - level); dropped elements are 0. The learning
+ * phase is not consulted (as the TF op). \p noise_shape (NULL: x's shape) has \p noise_rank <= x's
+ * rank dims, right-aligned against x's; each is 1, x's dim, or KB_NONE (= x's dim at run time),
+ * and one draw is broadcast along its size-1 dims. level outside [0, 1) is KB_ERR_INVALID_ARGUMENT,
+ * a noise_shape that does not broadcast to x is KB_ERR_SHAPE. x: float16/bfloat16/float32/float64.
+ * The gradient is dy times the same mask and scale (x * mask, mask drawn once per run).
+ */
+KB_API kb_tensor *kb_dropout(kb_tensor *x, double level, const int64_t *noise_shape, int noise_rank, int64_t seed);
 
 /* -- control flow: switch, learning-phase selection (ops/elementwise.c) -- */
 /**
