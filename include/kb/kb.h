@@ -784,6 +784,46 @@ KB_API kb_status kb_cudnn_simple_rnn(kb_tensor *x, kb_tensor *h0, kb_tensor *ker
                                      kb_tensor **outputs, kb_tensor **h_n);
 
 /* -- CTC (ops/ctc.c) -- */
+/**
+ * Keras ctc_label_dense_to_sparse(labels, label_lengths): a sparse tensor (kb_is_sparse) whose
+ * dense value is labels[b, :label_lengths[b]] and 0 elsewhere. labels (B, L) int32/int64 (or
+ * float32/float64), label_lengths (B,) (or (B, 1)) int32/int64, clamped to [0, L] as Keras' mask.
+ * kb shapes are static: the COO components have B * L entries, the first sum(len) being TF's
+ * (row-major), the rest explicit zeros at the padded positions.
+ */
+KB_API kb_tensor *kb_ctc_label_dense_to_sparse(kb_tensor *labels, kb_tensor *label_lengths);
+/**
+ * Keras ctc_batch_cost(y_true, y_pred, input_length, label_length): (B, 1) = -log p(label | y_pred)
+ * per sample, as tf.nn.ctc_loss on log(y_pred + epsilon) (re-normalised by a log-softmax; blank =
+ * num_classes - 1; repeated labels need a blank between them). y_true (B, L) int labels, entries
+ * beyond label_length ignored (-1 padding is fine); y_pred (B, T, C) softmax output, float32 or
+ * float64; input_length, label_length (B, 1) (or (B,)); float labels / lengths are cast to int32
+ * as Keras' to_int32. Differentiable w.r.t. y_pred (own CPU and CUDA kernels, log space).
+ * Run-time data errors (CPU: KB_ERR_INVALID_ARGUMENT naming the entry; CUDA: NaN loss for that
+ * sample): input_length outside [0, T], negative label_length, a label outside [0, C - 1).
+ * A label that needs more than input_length steps gives +inf and a zero gradient (TF raises
+ * "Not enough time for target transition sequence").
+ */
+KB_API kb_tensor *kb_ctc_batch_cost(kb_tensor *y_true, kb_tensor *y_pred, kb_tensor *input_length,
+                                    kb_tensor *label_length);
+/**
+ * Keras ctc_decode(y_pred, input_length, greedy=True, beam_width=100, top_paths=1,
+ * merge_repeated=False) on log(y_pred + epsilon), y_pred (B, T, C) float32/float64, input_length
+ * (B,) int (float cast to int32). Writes the decoded paths to decoded_out[0..n) (n = 1 when greedy,
+ * top_paths otherwise), each int64 (B, T) padded with -1 (Keras crops to the longest decode; kb
+ * shapes are static, so the width is T), and *log_prob_out:
+ *   greedy: TF's ctc_greedy_decoder (merge_repeated is ignored: repeats always merged, then blanks
+ *     dropped; argmax first index on ties); log_prob (B, 1) = -sum_t max_c log(y_pred + eps), a
+ *     positive number. CPU and CUDA kernels.
+ *   beam: TF's ctc_beam_search_decoder(beam_width, top_paths, merge_repeated); log_prob
+ *     (B, top_paths) the paths' log probabilities. CPU kernel (TF's is a CPU kernel too): in a CUDA
+ *     function it runs on the host. 1 <= top_paths <= beam_width (KB_ERR_INVALID_ARGUMENT). A beam
+ *     with fewer than top_paths entries gives empty paths with log probability -inf (TF raises).
+ * Returns KB_OK, or the error with every output NULL.
+ */
+KB_API kb_status kb_ctc_decode(kb_tensor *y_pred, kb_tensor *input_length, int greedy, int beam_width,
+                               int top_paths, int merge_repeated, kb_tensor **decoded_out,
+                               kb_tensor **log_prob_out);
 
 #ifdef __cplusplus
 }
