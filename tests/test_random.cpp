@@ -549,6 +549,33 @@ TEST_F(Random, DropoutGradientIsMaskTimesScale) {
     }
 }
 
+// ---- CUDA ----------------------------------------------------------------------------------
+
+// The k-th CUDA run of a node draws what its k-th CPU run draws (each device counts its own
+// runs), over many Philox blocks (grid-stride loops) and a partial last block.
+TEST_F(Random, CudaRunsMatchCpuRuns) {
+    KB_REQUIRE_CUDA();
+    const int64_t shp[1] = {(1 << 20) + 3};
+    for (kb_dtype dt : {KB_FLOAT32, KB_FLOAT64, KB_FLOAT16}) {
+        SCOPED_TRACE(kb_dtype_name(dt));
+        kb_tensor *u = kb_random_uniform(ctx, shp, 1, -1.0, 1.0, dt, KB_SEED_NONE);
+        kb_tensor *b = kb_random_binomial(ctx, shp, 1, 0.3, dt, 17);
+        kb_tensor *x = make_var(ctx, random_values(gen, (size_t)shp[0], -1, 1), {shp[0]}, dt);
+        kb_tensor *d = kb_dropout(x, 0.2, nullptr, 0, 18);
+        kb_tensor *n = kb_random_normal(ctx, shp, 1, 0.0, 1.0, dt, 19);
+        kb_tensor *t = kb_truncated_normal(ctx, shp, 1, 0.0, 1.0, dt, 20);
+        Fn cpu(ctx, {u, b, d, n, t}, KB_DEVICE_CPU), gpu(ctx, {u, b, d, n, t}, KB_DEVICE_CUDA);
+        ASSERT_EQ(kb_function_device(gpu.fn), KB_DEVICE_CUDA);
+        const Tol tn = dt == KB_FLOAT64 ? Tol{1e-12, 1e-12} : dt == KB_FLOAT32 ? Tol{1e-5, 1e-6} : Tol{2e-2, 2e-2};
+        for (int run = 0; run < 2; ++run) {
+            ASSERT_EQ(kb_function_call(cpu.fn, nullptr, 0), KB_OK) << kb_last_error();
+            ASSERT_EQ(kb_function_call(gpu.fn, nullptr, 0), KB_OK) << kb_last_error();
+            for (int i = 0; i < 3; ++i) EXPECT_EQ(gpu.out(i), cpu.out(i)) << "output " << i << " run " << run;
+            for (int i = 3; i < 5; ++i) EXPECT_TRUE(allclose(gpu.out(i), cpu.out(i), tn)) << "output " << i;
+        }
+    }
+}
+
 // ---- bad input -----------------------------------------------------------------------------
 
 TEST_F(Random, BadInput) {
