@@ -859,6 +859,28 @@ TEST_F(Conv, Conv3dSamePaddingFromRuntimeShape) {
     EXPECT_TRUE(allclose(r.outs[0].v, ref, 1e-12, 1e-12));
 }
 
+// The context's image_data_format is the default of conv3d, conv3d_transpose and pool3d.
+TEST_F(Conv, Conv3dDefaultDataFormatIsTheContexts) {
+    ASSERT_TRUE(ok(kb_set_image_data_format(ctx, KB_CHANNELS_FIRST)));
+    Shape xs{1, 2, 3, 4, 3}, ks{2, 2, 2, 2, 1};
+    auto xv = random_values(gen, (size_t)numel(xs), -1, 1), kv = random_values(gen, (size_t)numel(ks), -1, 1);
+    kb_tensor *x = make_var(ctx, xv, xs, KB_FLOAT64), *k = make_var(ctx, kv, ks, KB_FLOAT64);
+    const kb_data_format_arg def = KB_DATA_FORMAT_DEFAULT, cf = KB_DATA_FORMAT_CHANNELS_FIRST;
+    const int64_t p2[3] = {2, 2, 2}, os[5] = {1, 2, 3, 4, 3};
+    kb_tensor *a = kb_conv3d(x, k, nullptr, KB_PADDING_VALID, def, nullptr);
+    kb_tensor *b = kb_conv3d(x, k, nullptr, KB_PADDING_VALID, cf, nullptr);
+    kb_tensor *ta = kb_conv3d_transpose(a, k, os, nullptr, KB_PADDING_VALID, def);
+    kb_tensor *tb = kb_conv3d_transpose(b, k, os, nullptr, KB_PADDING_VALID, cf);
+    kb_tensor *pa = kb_pool3d(x, p2, p2, KB_PADDING_SAME, def, KB_POOL_MAX);
+    kb_tensor *pb = kb_pool3d(x, p2, p2, KB_PADDING_SAME, cf, KB_POOL_MAX);
+    ASSERT_TRUE(a && b && ta && tb && pa && pb) << kb_last_error();
+    EXPECT_EQ(static_shape(a), (Shape{1, 1, 2, 3, 2}));
+    EXPECT_EQ(static_shape(pa), (Shape{1, 2, 2, 2, 2}));
+    EXPECT_TRUE(allclose(eval_v(a), eval_v(b), 0, 0));
+    EXPECT_TRUE(allclose(eval_v(ta), eval_v(tb), 0, 0));
+    EXPECT_TRUE(allclose(eval_v(pa), eval_v(pb), 0, 0));
+}
+
 TEST_F(Conv, Conv3dBadInput) {
     const char *fn = "kb_conv3d";
     kb_tensor *x = make_var(ctx, std::vector<double>(2 * 4 * 4 * 4 * 2, 1.0), {2, 4, 4, 4, 2});
