@@ -410,6 +410,25 @@ TEST_F(Random, FloatxIsTheDefaultDtype) {
     EXPECT_EQ(eval_v(t).size(), 8u);
 }
 
+// Rank 0 gives one value; a zero-size shape gives an empty tensor (no kernel runs).
+TEST_F(Random, ScalarAndEmptyShapes) {
+    auto s = eval(kb_random_normal(ctx, nullptr, 0, 3.0, 0.0, KB_FLOAT64, 1));
+    EXPECT_TRUE(s.shape.empty());
+    ASSERT_EQ(s.v.size(), 1u);
+    EXPECT_EQ(s.v[0], 3.0);  // stddev 0: the mean
+    const int64_t e[2] = {0, 3};
+    auto z = eval(kb_random_uniform(ctx, e, 2, 0, 1, KB_FLOAT32, 1));
+    EXPECT_EQ(z.shape, (Shape{0, 3}));
+    EXPECT_TRUE(z.v.empty());
+    kb_tensor *v = kb_random_uniform_variable(ctx, e, 2, 0, 1, KB_FLOAT32, nullptr, KB_SEED_NONE);
+    ASSERT_NE(v, nullptr) << kb_last_error();
+    EXPECT_EQ(kb_count_params(v), 0);
+    kb_tensor *x = make_var(ctx, {0.75}, {}, KB_FLOAT32);
+    auto d = eval_v(kb_dropout(x, 0.5, nullptr, 0, 1));
+    ASSERT_EQ(d.size(), 1u);
+    EXPECT_TRUE(d[0] == 0.0 || d[0] == 1.5) << d[0];
+}
+
 // ---- variables -----------------------------------------------------------------------------
 
 TEST_F(Random, Variables) {
