@@ -746,6 +746,64 @@ KB_API kb_tensor *kb_in_train_phase_fixed(kb_tensor *x, kb_tensor *alt, int trai
 KB_API kb_tensor *kb_in_test_phase_fixed(kb_tensor *x, kb_tensor *alt, int training);
 
 /* -- higher-order functions and rnn: loop nodes (ops/control.c) -- */
+/*
+ * Keras callables are C callbacks that build graph ops. kb calls each one ONCE, on per-step
+ * placeholders, and runs the traced body once per step inside one loop node (a nested function
+ * compiled per device, on the caller function's device and stream). Tensors the body uses that it
+ * did not make (variables, placeholders, outer ops) are captured as inputs of the loop node; a
+ * loop takes at most 15 inputs (sequences, initial states, captured tensors; KB_ERR_NOT_SUPPORTED
+ * beyond). The outputs and states of one loop share one dtype. Gradients flow through the loop
+ * (backpropagation through time: a reverse loop over the gradient of the body) to the sequences,
+ * the initial values and the captured tensors; a second derivative through a loop is
+ * KB_ERR_NOT_SUPPORTED. A loop needs at least one step (KB_ERR_SHAPE at run time for 0 steps).
+ * A callback reports failure by returning NULL (or a status) with the error set by the kb call
+ * that failed; the loop constructor then returns NULL with that error.
+ */
+/** map_fn's callback: returns fn(elem), a tensor built from \p elem (one slice elems[i]). */
+typedef kb_tensor *(*kb_map_callback)(kb_tensor *elem, void *user);
+/** foldl / foldr's callback: returns the new accumulator fn(acc, x), same dtype and shape as acc. */
+typedef kb_tensor *(*kb_fold_fn)(kb_tensor *acc, kb_tensor *x, void *user);
+/**
+ * rnn's step function: from \p input (inputs[:, t], shape (B, ...)) and \p states (the
+ * n_initial_states current states followed by the constants; \p n_states counts both), writes
+ * \p *output (B, ...) and new_states[0 .. n_initial_states - 1]. Returns KB_OK or the status of
+ * the failing call.
+ */
+typedef kb_status (*kb_step_fn)(kb_tensor *input, kb_tensor *const *states, int n_states, void *user,
+                                kb_tensor **output, kb_tensor **new_states);
+/**
+ * Keras map_fn(fn, elems, dtype) (tf.map_fn): stack of fn(elems[i]) over axis 0, shape
+ * (T,) + fn's output shape. \p dtype: the output dtype (fn's result is cast to it), or KB_FLOATX
+ * for fn's own dtype (Keras dtype=None). elems must have rank >= 1.
+ */
+KB_API kb_tensor *kb_map_fn(kb_map_callback fn, void *user, kb_tensor *elems, kb_dtype dtype);
+/**
+ * Keras foldl(fn, elems, initializer) (tf.foldl): acc = fn(acc, elems[i]) for i = 0 .. T-1,
+ * starting from \p initializer; initializer NULL starts from elems[0] and folds elems[1:] (then
+ * elems needs at least 2 elements). Returns the last accumulator; fn must keep its dtype
+ * (KB_ERR_DTYPE) and shape (KB_ERR_SHAPE).
+ */
+KB_API kb_tensor *kb_foldl(kb_fold_fn fn, void *user, kb_tensor *elems, kb_tensor *initializer);
+/** Keras foldr: as kb_foldl from the last element to the first (initializer NULL: elems[-1]). */
+KB_API kb_tensor *kb_foldr(kb_fold_fn fn, void *user, kb_tensor *elems, kb_tensor *initializer);
+/**
+ * Keras rnn(step_function, inputs, initial_states, go_backwards, mask, constants, unroll,
+ * input_length): iterates step_function over the time axis 1 of \p inputs (B, T, ...), rank >= 3
+ * (KB_ERR_SHAPE "Input should be at least 3D."). The states are initial_states[0 .. n_states-1]
+ * (n_states may be 0; a state may have any shape), the constants are appended to the states the
+ * step function sees. go_backwards iterates from T-1 down to 0 and keeps the outputs in that
+ * (reversed) order. \p mask (B, T), any dtype cast to bool, or NULL: at a masked step the output
+ * is the previous step's output (zeros before the first step) and every state keeps its value
+ * (broadcast over trailing dims). \p unroll builds the T steps as graph ops (no loop node) and
+ * needs a static T (KB_ERR_SHAPE "Unrolling requires a fixed number of timesteps."). \p
+ * input_length is accepted and ignored (the steps are inputs' T, as tf.keras). Writes
+ * *last_output (B, ...) (the last step's output after masking), *outputs (B, T, ...) and
+ * new_states[0 .. n_states-1]. Returns KB_OK or the error status (outputs NULL).
+ */
+KB_API kb_status kb_rnn(kb_step_fn step_function, void *user, kb_tensor *inputs, kb_tensor *const *initial_states,
+                        int n_states, int go_backwards, kb_tensor *mask, kb_tensor *const *constants, int n_constants,
+                        int unroll, int64_t input_length, kb_tensor **last_output, kb_tensor **outputs,
+                        kb_tensor **new_states);
 
 /* -- fused recurrent layers (ops/rnn.c) -- */
 /** Activation of kb_cudnn_simple_rnn (cuDNN's RNN_TANH / RNN_RELU cells). */

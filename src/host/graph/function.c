@@ -59,6 +59,7 @@ struct kb_function {
                              or its host copy once fetched */
     unsigned char *out_ready; /* out_src[i] is host memory the caller may read */
     int has_outputs;    /* a call has completed */
+    int body;           /* a loop body (kb_function_new_body): inputs are cuts fed by pointer */
     int32_t lp_value;   /* host staging of the learning phase */
 };
 
@@ -138,8 +139,21 @@ static kb_status check_list(const char *what, kb_context **ctx, kb_tensor *const
         }                                                                                    \
     } while (0)
 
+static kb_function *function_new(kb_context *ctx, kb_tensor *const *inputs, int n_inputs, kb_tensor *const *outputs,
+                                 int n_outputs, kb_tensor *const *updates, int n_updates, kb_device device, int body);
+
 kb_function *kb_function_new(kb_context *ctx, kb_tensor *const *inputs, int n_inputs, kb_tensor *const *outputs,
                              int n_outputs, kb_tensor *const *updates, int n_updates, kb_device device) {
+    return function_new(ctx, inputs, n_inputs, outputs, n_outputs, updates, n_updates, device, 0);
+}
+
+kb_function *kb_function_new_body(kb_context *ctx, kb_tensor *const *cuts, int n_cuts, kb_tensor *const *outputs,
+                                  int n_outputs, kb_device device) {
+    return function_new(ctx, cuts, n_cuts, outputs, n_outputs, NULL, 0, device, 1);
+}
+
+static kb_function *function_new(kb_context *ctx, kb_tensor *const *inputs, int n_inputs, kb_tensor *const *outputs,
+                                 int n_outputs, kb_tensor *const *updates, int n_updates, kb_device device, int body) {
     const char *fname = "kb_function_new";
     if (!ctx) {
         kb_null_arg(fname, "ctx");
@@ -150,7 +164,7 @@ kb_function *kb_function_new(kb_context *ctx, kb_tensor *const *inputs, int n_in
         check_list("updates", &c, updates, n_updates))
         return NULL;
     for (int i = 0; i < n_inputs; ++i) {
-        if (inputs[i]->kind != KB_KIND_PLACEHOLDER && !inputs[i]->sparse_placeholder) {
+        if (!body && inputs[i]->kind != KB_KIND_PLACEHOLDER && !inputs[i]->sparse_placeholder) {
             kb_set_error(KB_ERR_INVALID_ARGUMENT, "%s: inputs[%d] (%s) is not a placeholder", fname, i, inputs[i]->name);
             return NULL;
         }
@@ -166,8 +180,8 @@ kb_function *kb_function_new(kb_context *ctx, kb_tensor *const *inputs, int n_in
                          fname, i, updates[i]->name);
             return NULL;
         }
-    kb_device dev = KB_DEVICE_CPU;
-    if (resolve_device(ctx, device, &dev) != KB_OK) return NULL;
+    kb_device dev = device; /* a body runs on the device of the function that runs its loop */
+    if (!body && resolve_device(ctx, device, &dev) != KB_OK) return NULL;
     /* an update op among the outputs runs too (as fetching an assign op does in TF) */
     kb_tensor **upd = (kb_tensor **)calloc((size_t)(n_updates + n_outputs) + 1, sizeof *upd);
     if (!upd) {
@@ -176,7 +190,7 @@ kb_function *kb_function_new(kb_context *ctx, kb_tensor *const *inputs, int n_in
     }
     for (int i = 0; i < n_updates; ++i) upd[i] = updates[i];
     for (int i = 0; i < n_outputs; ++i) {
-        int dup = !(outputs[i]->kind == KB_KIND_OP && (kb_op_table[outputs[i]->op]->flags & KB_OPF_UPDATE));
+        int dup = body || !(outputs[i]->kind == KB_KIND_OP && (kb_op_table[outputs[i]->op]->flags & KB_OPF_UPDATE));
         for (int j = 0; j < n_updates && !dup; ++j) dup = upd[j] == outputs[i];
         if (!dup) upd[n_updates++] = outputs[i];
     }
@@ -186,13 +200,14 @@ kb_function *kb_function_new(kb_context *ctx, kb_tensor *const *inputs, int n_in
     int64_t nt = ctx->n_tensors;
     int *pos = NULL;
     kb_tensor **stack = NULL;
-    unsigned char *need = NULL;
+    unsigned char *need = NULL, *cut = NULL;
     if (!fn) {
         free(upd);
         kb_set_error(KB_ERR_OUT_OF_MEMORY, "%s: out of host memory", fname);
         return NULL;
     }
     fn->ctx = ctx;
+    fn->body = body;
     fn->generation = ctx->generation;
     fn->device = dev;
     fn->api = kb_ctx_api(ctx, dev, &fn->dev);
@@ -201,7 +216,7 @@ kb_function *kb_function_new(kb_context *ctx, kb_tensor *const *inputs, int n_in
     ALLOC(fn->user_sparse, n_inputs);
     int n_fed = n_inputs;
     for (int i = 0; i < n_inputs; ++i) {
-        fn->user_sparse[i] = (unsigned char)inputs[i]->sparse_placeholder;
+        fn->user_sparse[i] = (unsigned char)(!body && inputs[i]->sparse_placeholder);
         n_fed += 2 * fn->user_sparse[i];
     }
     ALLOC(fn->inputs, n_fed);
@@ -219,6 +234,8 @@ kb_function *kb_function_new(kb_context *ctx, kb_tensor *const *inputs, int n_in
     /* prune: everything the outputs and updates reach */
     ALLOC(need, nt);
     ALLOC(stack, nt);
+    ALLOC(cut, nt); /* a body's inputs: the pruning stops there */
+    for (int i = 0; i < n_inputs && body; ++i) cut[inputs[i]->id] = 1;
     int sp = 0; /* each tensor is pushed once (marked when pushed), so the stack holds at most nt */
     for (int i = 0; i < n_outputs + n_updates; ++i) {
         kb_tensor *t = i < n_outputs ? outputs[i] : updates[i - n_outputs];
@@ -229,7 +246,7 @@ kb_function *kb_function_new(kb_context *ctx, kb_tensor *const *inputs, int n_in
     }
     while (sp) {
         kb_tensor *t = stack[--sp];
-        for (int i = 0; i < t->n_in; ++i)
+        for (int i = 0; i < t->n_in && !cut[t->id]; ++i)
             if (!need[t->in[i]->id]) {
                 need[t->in[i]->id] = 1;
                 stack[sp++] = t->in[i];
@@ -253,12 +270,15 @@ kb_function *kb_function_new(kb_context *ctx, kb_tensor *const *inputs, int n_in
         fn->feed_of[k] = -1;
         if (t->kind == KB_KIND_OP)
             snprintf(fn->label[k], sizeof fn->label[k], "%s#%lld", kb_op_table[t->op]->name, (long long)t->id);
-        for (int i = 0; i < t->n_in; ++i) fn->in_pos[k * KB_MAX_INPUTS + i] = pos[t->in[i]->id];
-        fn->root[k] = (t->kind == KB_KIND_OP && (kb_op_table[t->op]->flags & KB_OPF_ALIAS))
+        for (int i = 0; i < t->n_in && !cut[t->id]; ++i) fn->in_pos[k * KB_MAX_INPUTS + i] = pos[t->in[i]->id];
+        fn->root[k] = (!cut[t->id] && t->kind == KB_KIND_OP && (kb_op_table[t->op]->flags & KB_OPF_ALIAS))
                           ? fn->root[fn->in_pos[k * KB_MAX_INPUTS]]
                           : k;
         fn->last_use[k] = -1;
-        if (t->kind == KB_KIND_PLACEHOLDER) {
+        if (cut[t->id]) {
+            for (int i = 0; i < n_inputs; ++i)
+                if (inputs[i] == t) fn->feed_of[k] = i;
+        } else if (t->kind == KB_KIND_PLACEHOLDER) {
             for (int i = 0; i < n_inputs; ++i)
                 if (inputs[i] == t) fn->feed_of[k] = i;
             if (fn->feed_of[k] < 0 && !t->is_learning_phase) {
@@ -271,7 +291,7 @@ kb_function *kb_function_new(kb_context *ctx, kb_tensor *const *inputs, int n_in
     }
     for (int k = 0; k < n; ++k) {
         kb_tensor *t = fn->nodes[k];
-        for (int i = 0; i < t->n_in; ++i) {
+        for (int i = 0; i < t->n_in && !cut[t->id]; ++i) {
             int r = fn->root[fn->in_pos[k * KB_MAX_INPUTS + i]];
             if (fn->last_use[r] < k) fn->last_use[r] = k;
         }
@@ -294,9 +314,11 @@ kb_function *kb_function_new(kb_context *ctx, kb_tensor *const *inputs, int n_in
     free(pos);
     free(stack);
     free(need);
+    free(cut);
     free(upd);
     return fn;
 fail:
+    free(cut);
     free(pos);
     free(stack);
     free(need);
@@ -360,9 +382,11 @@ static size_t desc_bytes(const kb_desc *d) {
     return (size_t)(n < 0 ? 0 : n) * kb_dtype_size(d->dtype);
 }
 
+static int is_cut(const kb_function *fn, int k) { return fn->body && fn->feed_of[k] >= 0; }
+
 static int needs_arena(const kb_function *fn, int k) {
     const kb_tensor *t = fn->nodes[k];
-    if (fn->root[k] != k || t->shape_only) return 0;
+    if (fn->root[k] != k || t->shape_only || is_cut(fn, k)) return 0;
     return t->kind == KB_KIND_PLACEHOLDER || t->kind == KB_KIND_OP;
 }
 
@@ -390,9 +414,10 @@ static kb_status make_plan(kb_function *fn, const kb_feed *feeds, kb_plan **out)
     /* concrete shapes */
     for (int k = 0; k < n && st == KB_OK; ++k) {
         kb_tensor *t = fn->nodes[k];
-        if (t->kind == KB_KIND_PLACEHOLDER) {
+        if (t->kind == KB_KIND_PLACEHOLDER || is_cut(fn, k)) {
             p->desc[k] = t->desc;
             if (fn->feed_of[k] >= 0) {
+                p->desc[k].rank = feeds[fn->feed_of[k]].rank;
                 const kb_feed *f = &feeds[fn->feed_of[k]];
                 for (int d = 0; d < f->rank; ++d) p->desc[k].shape[d] = f->shape[d];
             }
@@ -638,6 +663,10 @@ static kb_status run(kb_function *fn, kb_plan *p, const kb_feed *feeds) {
     for (int k = 0; k < fn->n_nodes && st == KB_OK; ++k) {
         kb_tensor *t = fn->nodes[k];
         const kb_desc *d = &p->desc[k];
+        if (is_cut(fn, k)) { /* a body's input: the loop's device buffer, no copy */
+            fn->bufs[k] = (void *)feeds[fn->feed_of[k]].data;
+            continue;
+        }
         if (t->kind == KB_KIND_PLACEHOLDER && t->shape_only) {
             fn->bufs[k] = NULL;
             continue;
@@ -690,6 +719,10 @@ static kb_status run(kb_function *fn, kb_plan *p, const kb_feed *feeds) {
         else if (fn->device == KB_DEVICE_CUDA) st = run_on_host(fn, &ex, def, t, in, &out);
         else st = kb_cpu_call(&ex, def, &t->attrs, in, t->n_in, &out);
         api->range_pop(fn->dev);
+    }
+    if (fn->body) { /* the loop reads the outputs where they are; no updates, no sync */
+        free(scratch);
+        return st;
     }
     /* Outputs are fetched lazily: one computed in the plan's arena stays there, untouched until
      * the next call, and is copied to the host only when read (a CPU function hands out the
@@ -943,4 +976,29 @@ kb_status kb_batch_get_value(kb_tensor *const *xs, int n, void *const *outs, con
     if (n > 0 && !nbytes) return kb_set_error(KB_ERR_INVALID_ARGUMENT, "%s: argument nbytes is NULL", fn);
     for (int i = 0; i < n; ++i) KB_TRY(kb_get_value(xs[i], outs[i], nbytes[i]));
     return KB_OK;
+}
+
+kb_status kb_function_run_body(kb_function *fn, void *const *cut_data, const kb_desc *cut_desc, void **out_data,
+                               kb_desc *out_desc) {
+    if (fn->generation != fn->ctx->generation)
+        return kb_set_error(KB_ERR_INVALID_STATE, "loop body: the session was cleared after the loop was made");
+    kb_feed stackf[16] = {{0}}, *feeds = fn->n_in <= 16 ? stackf : (kb_feed *)calloc((size_t)fn->n_in, sizeof *feeds);
+    if (!feeds) return kb_set_error(KB_ERR_OUT_OF_MEMORY, "loop body: out of host memory");
+    for (int i = 0; i < fn->n_in; ++i) {
+        feeds[i].data = cut_data[i];
+        feeds[i].nbytes = desc_bytes(&cut_desc[i]);
+        feeds[i].dtype = cut_desc[i].dtype;
+        feeds[i].rank = cut_desc[i].rank;
+        feeds[i].shape = cut_desc[i].shape;
+        feeds[i].indices = NULL;
+    }
+    kb_plan *p;
+    kb_status st = get_plan(fn, feeds, &p);
+    if (st == KB_OK) st = run(fn, p, feeds);
+    for (int i = 0; i < fn->n_out && st == KB_OK; ++i) {
+        out_data[i] = fn->bufs[fn->out_pos[i]];
+        out_desc[i] = p->desc[fn->out_pos[i]];
+    }
+    if (feeds != stackf) free(feeds);
+    return st;
 }

@@ -60,6 +60,7 @@ static kb_tensor *tensor_alloc(kb_context *ctx, kb_kind kind, const char *base, 
 }
 
 static void tensor_free(kb_context *ctx, kb_tensor *t) {
+    if (t->ext_free) t->ext_free(t->ext);
     if (t->dev && ctx->cuda_api) ctx->cuda_api->free(ctx->cuda_dev, t->dev);
     free(t->host);
     free(t->attrs.message);
@@ -90,7 +91,7 @@ kb_tensor *kb_node(const char *fn, kb_op_id op, kb_tensor *const *in, int n_in, 
         ctx = in[i]->ctx;
     }
     const kb_op_def *def = kb_op_table[op];
-    if (n_in != def->n_inputs) {
+    if (kb_op_variadic(op) ? n_in < def->n_inputs : n_in != def->n_inputs) {
         kb_set_error(KB_ERR_INTERNAL, "%s: %s takes %d inputs, got %d", fn, def->name, def->n_inputs, n_in);
         return NULL;
     }
@@ -111,6 +112,8 @@ kb_tensor *kb_node(const char *fn, kb_op_id op, kb_tensor *const *in, int n_in, 
     t->desc = out;
     return t;
 }
+
+int kb_op_variadic(kb_op_id op) { return op == KB_OP_LOOP || op == KB_OP_LOOP_PART || op == KB_OP_LOOP_PART_GRAD; }
 
 kb_tensor *kb_node1(const char *fn, kb_op_id op, kb_tensor *x) { return kb_node(fn, op, &x, 1, NULL); }
 kb_tensor *kb_node2(const char *fn, kb_op_id op, kb_tensor *x, kb_tensor *y) {

@@ -39,6 +39,10 @@ struct kb_tensor {
     int host_valid;
     void *dev;
     int dev_valid;
+    /* Data a node owns beyond its attrs (a loop node's traced body, ops/control.c), freed with
+     * the tensor by ext_free. */
+    void *ext;
+    void (*ext_free)(void *ext);
 };
 
 /* Make an op node: validates inputs (NULL, context), runs the op's infer rule. \p fn is the
@@ -56,6 +60,27 @@ int kb_check_tensor(const char *fn, const char *arg, const kb_tensor *t);
 /* Normalise axis list to a mask (negative axes allowed); KB_ERR_AXIS on out-of-range or repeat.
  * n_axes == 0 with axes == NULL means all axes. */
 kb_status kb_axes_mask(const char *fn, const int *axes, int n_axes, int rank, uint32_t *mask);
+/* Ops that take a variable number of inputs (1..KB_MAX_INPUTS; their entry's n_inputs is the
+ * minimum): the loop nodes of ops/control.c. */
+int kb_op_variadic(kb_op_id op);
+
+/* Nested functions (graph/function.c), the bodies of loop nodes. A body function's inputs are
+ * "cut" tensors of any kind (placeholders, captured op outputs, variables): the pruning stops at
+ * them and each call feeds them by device pointer (no copy). It runs on \p device, with no
+ * updates, no host sync and no output fetch: kb_function_run_body hands back the device pointer
+ * and concrete desc of each output (valid until the next run of this function). */
+struct kb_function *kb_function_new_body(kb_context *ctx, kb_tensor *const *cuts, int n_cuts,
+                                         kb_tensor *const *outputs, int n_outputs, kb_device device);
+kb_status kb_function_run_body(struct kb_function *fn, void *const *cut_data, const kb_desc *cut_desc,
+                               void **out_data, kb_desc *out_desc);
+
+/* Reverse-mode autodiff from several roots with given seeds (tf.gradients' grad_ys): grads_out[i]
+ * = sum over roots r of seeds[r]^T d roots[r] / d vars[i], NULL when not connected. Non-float
+ * roots are skipped. With vars_are_leaves, no gradient flows through a var into its own inputs
+ * (a loop body's captured tensors: the outer graph carries that part). */
+kb_status kb_gradients_seeded(kb_tensor *const *roots, kb_tensor *const *seeds, int n_roots, kb_tensor *const *vars,
+                              int n, kb_tensor **grads_out, int vars_are_leaves);
+
 /* Make the host copy of a leaf current (copies back from the device if needed). */
 kb_status kb_leaf_sync_host(kb_tensor *t);
 /* Format a shape "(2, None, 3)" into buf. */
