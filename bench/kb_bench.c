@@ -28,7 +28,7 @@
 #include <cuda_runtime_api.h>
 #endif
 
-enum { MSG = 256, MAX_OUT = 3 };
+enum { MSG = 256, MAX_OUT = 5 };
 
 /* ---------------------------------------------------------------------------------------- */
 /* Inputs: values are a pure function of (seed, index), so checks recompute them instead of   */
@@ -60,6 +60,7 @@ typedef struct bench {
     int64_t bb, bm, bk, bn; /* batch_dot: B, M, K, N */
     int64_t cn, cc, chw, co; /* conv: batch, in channels, height = width, out channels (3x3 kernel) */
     int64_t pn, pc, phw;     /* max pool and batch norm: batch, channels, height = width */
+    int64_t ctcb, lb;        /* CTC batch, LSTM batch */
     /* operands, made on first use so --rows only allocates what it runs */
     kb_tensor *a, *b, *x, *t, *da, *db, *ba, *bbt;
     kb_tensor *cx[2], *ck; /* conv input [channels_last, channels_first], kernel (3, 3, cc, co) */
@@ -67,7 +68,10 @@ typedef struct bench {
 } bench;
 
 enum { SEED_A = 1, SEED_B = 2, SEED_X = 3, SEED_T = 4, SEED_DA = 5, SEED_DB = 6, SEED_BA = 7, SEED_BB = 8,
-       SEED_CX = 9, SEED_CK = 10, SEED_PX = 11, SEED_G = 12, SEED_BE = 13 };
+       SEED_CX = 9, SEED_CK = 10, SEED_PX = 11, SEED_G = 12, SEED_BE = 13, SEED_CY = 14, SEED_LX = 15, SEED_LK = 16,
+       SEED_LR = 17, SEED_LB = 18 };
+enum { CTC_T = 200, CTC_C = 32, CTC_L = 50 };        /* ctc row: steps, classes (blank last), label length */
+enum { LSTM_T = 100, LSTM_I = 512, LSTM_H = 512 };   /* lstm row: steps, input size, units */
 
 static kb_tensor *make_var(bench *B, uint64_t seed, const int64_t *shape, int rank, const char *name) {
     int64_t n = 1;
@@ -153,7 +157,7 @@ static kb_tensor *pool_x(bench *B) {
 /* Rows                                                                                       */
 /* ---------------------------------------------------------------------------------------- */
 
-enum { SH_VEC, SH_MAT, SH_SQUARE, SH_DOT, SH_BATCH, SH_CONV, SH_POOL };
+enum { SH_VEC, SH_MAT, SH_SQUARE, SH_DOT, SH_BATCH, SH_CONV, SH_POOL, SH_CTC, SH_LSTM };
 
 /* The row's sizes for the table and the JSON, e.g. "65536x1024" (what --small actually ran). */
 static void shape_str(const bench *B, int sh, char *buf, size_t len) {
@@ -169,8 +173,14 @@ static void shape_str(const bench *B, int sh, char *buf, size_t len) {
         snprintf(buf, len, "%lldx%lldx%lldx%lld->%lld", (long long)B->cn, (long long)B->cc, (long long)B->chw,
                  (long long)B->chw, (long long)B->co);
         break;
-    default:
+    case SH_POOL:
         snprintf(buf, len, "%lldx%lldx%lldx%lld", (long long)B->pn, (long long)B->pc, (long long)B->phw, (long long)B->phw);
+        break;
+    case SH_CTC: /* T, B, C, label length */
+        snprintf(buf, len, "T%dxB%lldxC%dxL%d", CTC_T, (long long)B->ctcb, CTC_C, CTC_L);
+        break;
+    default: /* LSTM T, B, in -> units */
+        snprintf(buf, len, "T%dxB%lldx%d->%d", LSTM_T, (long long)B->lb, LSTM_I, LSTM_H);
     }
 }
 
@@ -699,6 +709,217 @@ static int check_bn(const bench *B, const out_view *o, char *msg) {
     return 1;
 }
 
+/* random_uniform / random_normal of n = 64M float32 (Philox, a new draw every call): writes
+ * 4 * n bytes. Checks on all n values: uniform in [0, 1) with |mean - 1/2| <= 6 sqrt(1/(12 n));
+ * normal with |mean| <= 6 / sqrt(n) and |var - 1| <= 6 sqrt(2 / n) (statistical bounds: a correct
+ * generator fails them with probability below 1e-8). */
+static kb_tensor *build_uniform(bench *B) { return kb_random_uniform(B->ctx, &B->n, 1, 0.0, 1.0, KB_FLOAT32, 1234); }
+static kb_tensor *build_normal(bench *B) { return kb_random_normal(B->ctx, &B->n, 1, 0.0, 1.0, KB_FLOAT32, 1234); }
+static double amount_vec1(const bench *B) { return 4.0 * (double)B->n; }
+static int check_random(const bench *B, const out_view *o, int normal, char *msg) {
+    const float *y = f32_out(o, B->n, &B->n, 1, msg);
+    if (!y) return 0;
+    double s = 0, s2 = 0, lo = INFINITY, hi = -INFINITY, n = (double)B->n;
+    for (int64_t i = 0; i < B->n; ++i) {
+        double v = y[i];
+        s += v, s2 += v * v, lo = fmin(lo, v), hi = fmax(hi, v);
+    }
+    double mean = s / n, var = s2 / n - mean * mean;
+    int ok = normal ? fabs(mean) <= 6 / sqrt(n) && fabs(var - 1) <= 6 * sqrt(2 / n) && isfinite(lo) && isfinite(hi)
+                    : lo >= 0 && hi < 1 && fabs(mean - 0.5) <= 6 * sqrt(1 / (12 * n));
+    snprintf(msg, MSG, "mean %.6f var %.6f min %.8g max %.8g%s", mean, var, lo, hi, ok ? "" : ": outside the bounds");
+    return ok;
+}
+static int check_uniform(const bench *B, const out_view *o, char *msg) { return check_random(B, o, 0, msg); }
+static int check_normal(const bench *B, const out_view *o, char *msg) { return check_random(B, o, 1, msg); }
+
+/* ctc_batch_cost with T = 200, B = 64, C = 32 (blank 31), labels of 50, and the gradient of the
+ * summed loss w.r.t. y_pred (B, T, C) softmax probabilities: GB/s counts reading y_pred and
+ * writing its gradient, 2 * 4 * B*T*C bytes. Check: the loss of 4 samples against a host
+ * log-space CTC forward in double on log(y + 1e-7) renormalised (Keras / TF), within 1e-4
+ * relative (float32 log-space recursion over T steps), and a finite gradient. */
+static float ctc_prob(uint64_t b, int64_t t, int64_t c, double *z) { /* softmax over c of 2 val */
+    double m = -INFINITY, e[CTC_C];
+    for (int k = 0; k < CTC_C; ++k) m = fmax(m, 2.0 * val(SEED_CY, ((int64_t)b * CTC_T + t) * CTC_C + k));
+    double s = 0;
+    for (int k = 0; k < CTC_C; ++k) s += e[k] = exp(2.0 * val(SEED_CY, ((int64_t)b * CTC_T + t) * CTC_C + k) - m);
+    if (z) *z = s;
+    return (float)(e[c] / s);
+}
+static int32_t ctc_label(int64_t b, int64_t i) { return (int32_t)(mix((uint64_t)(b * CTC_L + i) + 99) % (CTC_C - 1)); }
+static kb_tensor *ctc_outs[2];
+static kb_tensor *build_ctc(bench *B) {
+    int64_t nb = B->ctcb, ys[3] = {nb, CTC_T, CTC_C}, ls[2] = {nb, CTC_L}, one[2] = {nb, 1};
+    float *p = malloc(sizeof(float) * (size_t)(nb * CTC_T * CTC_C));
+    int32_t *lab = malloc(sizeof(int32_t) * (size_t)(nb * CTC_L)), *il = malloc(sizeof(int32_t) * (size_t)nb),
+            *ll = malloc(sizeof(int32_t) * (size_t)nb);
+    kb_tensor *res = NULL;
+    if (p && lab && il && ll) {
+        for (int64_t b = 0; b < nb; ++b) {
+            for (int64_t t = 0; t < CTC_T; ++t)
+                for (int64_t c = 0; c < CTC_C; ++c) p[(b * CTC_T + t) * CTC_C + c] = ctc_prob((uint64_t)b, t, c, NULL);
+            for (int64_t i = 0; i < CTC_L; ++i) lab[b * CTC_L + i] = ctc_label(b, i);
+            il[b] = CTC_T, ll[b] = CTC_L;
+        }
+        kb_tensor *y = kb_variable(B->ctx, p, sizeof(float) * (size_t)(nb * CTC_T * CTC_C), KB_FLOAT32, ys, 3, "ctc_y");
+        kb_tensor *yt = kb_variable(B->ctx, lab, sizeof(int32_t) * (size_t)(nb * CTC_L), KB_INT32, ls, 2, "ctc_labels");
+        kb_tensor *in = kb_variable(B->ctx, il, sizeof(int32_t) * (size_t)nb, KB_INT32, one, 2, "ctc_il");
+        kb_tensor *ln = kb_variable(B->ctx, ll, sizeof(int32_t) * (size_t)nb, KB_INT32, one, 2, "ctc_ll");
+        kb_tensor *loss = y && yt && in && ln ? kb_ctc_batch_cost(yt, y, in, ln) : NULL;
+        kb_tensor *tot = loss ? kb_sum(loss, NULL, 0, 0) : NULL;
+        ctc_outs[0] = loss;
+        if (tot && kb_gradients(tot, &y, 1, &ctc_outs[1]) == KB_OK && ctc_outs[1]) res = loss;
+    }
+    free(p);
+    free(lab);
+    free(il);
+    free(ll);
+    return res;
+}
+static int more_ctc(bench *B, kb_tensor *y, kb_tensor **more) {
+    (void)B, (void)y;
+    more[0] = ctc_outs[1];
+    return 1;
+}
+static double amount_ctc(const bench *B) { return 2.0 * 4.0 * (double)(B->ctcb * CTC_T * CTC_C); }
+static double logaddexp(double a, double b) {
+    if (a == -INFINITY) return b;
+    if (b == -INFINITY) return a;
+    return fmax(a, b) + log1p(exp(-fabs(a - b)));
+}
+static double ctc_host_loss(int64_t b) {
+    double lp[CTC_T][CTC_C];
+    for (int64_t t = 0; t < CTC_T; ++t) {
+        double m = -INFINITY, s = 0;
+        for (int64_t c = 0; c < CTC_C; ++c) m = fmax(m, lp[t][c] = log((double)ctc_prob((uint64_t)b, t, c, NULL) + 1e-7));
+        for (int64_t c = 0; c < CTC_C; ++c) s += exp(lp[t][c] - m);
+        for (int64_t c = 0; c < CTC_C; ++c) lp[t][c] -= m + log(s);
+    }
+    enum { S = 2 * CTC_L + 1 };
+    double a[S], na[S];
+    int lab[S];
+    for (int s = 0; s < S; ++s) lab[s] = s % 2 ? ctc_label(b, s / 2) : CTC_C - 1, a[s] = -INFINITY;
+    a[0] = lp[0][lab[0]], a[1] = lp[0][lab[1]];
+    for (int64_t t = 1; t < CTC_T; ++t) {
+        for (int s = 0; s < S; ++s) {
+            double v = a[s];
+            if (s >= 1) v = logaddexp(v, a[s - 1]);
+            if (s >= 2 && s % 2 && lab[s] != lab[s - 2]) v = logaddexp(v, a[s - 2]);
+            na[s] = v + lp[t][lab[s]];
+        }
+        memcpy(a, na, sizeof a);
+    }
+    return -logaddexp(a[S - 1], a[S - 2]);
+}
+static int check_ctc(const bench *B, const out_view *o, char *msg) {
+    int64_t shape[2] = {B->ctcb, 1}, gs[3] = {B->ctcb, CTC_T, CTC_C};
+    const float *loss = f32_out(&o[0], B->ctcb, shape, 2, msg), *g = loss ? f32_out(&o[1], B->ctcb * CTC_T * CTC_C, gs, 3, msg) : NULL;
+    if (!loss || !g) return 0;
+    for (int64_t i = 0; i < B->ctcb * CTC_T * CTC_C; ++i)
+        if (!isfinite(g[i])) {
+            snprintf(msg, MSG, "gradient entry %lld is %g", (long long)i, g[i]);
+            return 0;
+        }
+    double worst = 0;
+    int n_checked = 0;
+    for (int64_t b = 0; b < B->ctcb; b += B->ctcb > 4 ? B->ctcb / 4 : 1, ++n_checked) {
+        double want = ctc_host_loss(b), e = fabs(loss[b] - want) / (1e-4 * fabs(want));
+        if (!(e <= 1)) {
+            snprintf(msg, MSG, "loss[%lld] = %.9g, expected %.9g", (long long)b, loss[b], want);
+            return 0;
+        }
+        worst = fmax(worst, e);
+    }
+    snprintf(msg, MSG, "%d losses vs host CTC, worst %.3f of 1e-4 relative; gradient finite", n_checked, worst);
+    return 1;
+}
+
+/* fused LSTM (kb_cudnn_lstm / torch.nn.LSTM on cuDNN), T = 100, B = 64, 512 -> 512, outputs and
+ * the gradients of sum(outputs) w.r.t. x and the three weights: 3 * 2 * T*B*(I + H)*4H flops
+ * (forward GEMMs; the backward does twice that). Weights val * 1/32, inputs val. Check: the
+ * outputs of batch rows 0 and B-1 at every step against a host LSTM in double, within 1e-4
+ * absolute (|h| < 1; float32 GEMMs of 1024 terms per gate, an empirical bound for a contractive
+ * recurrence), and finite gradients. */
+static kb_tensor *lstm_outs[5];
+static kb_tensor *make_var_scaled(bench *B, uint64_t seed, const int64_t *shape, int rank, float scale, const char *name) {
+    int64_t n = 1;
+    for (int d = 0; d < rank; ++d) n *= shape[d];
+    float *h = malloc(sizeof(float) * (size_t)n);
+    if (!h) return NULL;
+    for (int64_t i = 0; i < n; ++i) h[i] = val(seed, i) * scale;
+    kb_tensor *v = kb_variable(B->ctx, h, sizeof(float) * (size_t)n, KB_FLOAT32, shape, rank, name);
+    free(h);
+    return v;
+}
+static kb_tensor *build_lstm(bench *B) {
+    int64_t xs[3] = {B->lb, LSTM_T, LSTM_I}, ks[2] = {LSTM_I, 4 * LSTM_H}, rs[2] = {LSTM_H, 4 * LSTM_H}, bs = 8 * LSTM_H;
+    kb_tensor *vars[4] = {make_var(B, SEED_LX, xs, 3, "lstm_x"), make_var_scaled(B, SEED_LK, ks, 2, 1.0f / 32, "lstm_k"),
+                          make_var_scaled(B, SEED_LR, rs, 2, 1.0f / 32, "lstm_r"),
+                          make_var_scaled(B, SEED_LB, &bs, 1, 1.0f / 32, "lstm_b")};
+    if (!vars[0] || !vars[1] || !vars[2] || !vars[3]) return NULL;
+    if (kb_cudnn_lstm(vars[0], NULL, NULL, vars[1], vars[2], vars[3], 0, &lstm_outs[0], NULL, NULL) != KB_OK) return NULL;
+    kb_tensor *loss = kb_sum(lstm_outs[0], NULL, 0, 0);
+    return loss && kb_gradients(loss, vars, 4, lstm_outs + 1) == KB_OK ? lstm_outs[0] : NULL;
+}
+static int more_lstm(bench *B, kb_tensor *y, kb_tensor **more) {
+    (void)B, (void)y;
+    for (int i = 0; i < 4; ++i)
+        if (!(more[i] = lstm_outs[1 + i])) return -1;
+    return 4;
+}
+static double amount_lstm(const bench *B) {
+    return 3.0 * 2.0 * LSTM_T * (double)B->lb * (LSTM_I + LSTM_H) * 4.0 * LSTM_H;
+}
+static double sigm(double v) { return 1 / (1 + exp(-v)); }
+static int check_lstm(const bench *B, const out_view *o, char *msg) {
+    int64_t shape[3] = {B->lb, LSTM_T, LSTM_H};
+    const float *y = f32_out(&o[0], B->lb * LSTM_T * LSTM_H, shape, 3, msg);
+    if (!y) return 0;
+    for (int k = 1; k < 5; ++k)
+        for (size_t i = 0; i < o[k].nbytes / sizeof(float); ++i)
+            if (!isfinite(((const float *)o[k].p)[i])) {
+                snprintf(msg, MSG, "gradient %d entry %zu is not finite", k, i);
+                return 0;
+            }
+    double *h = calloc(LSTM_H, sizeof(double)), *c = calloc(LSTM_H, sizeof(double)), *z = malloc(sizeof(double) * 4 * LSTM_H);
+    double worst = 0;
+    int ok = h && c && z;
+    const double sc = 1.0 / 32;
+    for (int64_t b = 0; ok && b < B->lb; b += B->lb > 1 ? B->lb - 1 : 1) {
+        memset(h, 0, sizeof(double) * LSTM_H);
+        memset(c, 0, sizeof(double) * LSTM_H);
+        for (int64_t t = 0; ok && t < LSTM_T; ++t) {
+            for (int64_t g = 0; g < 4 * LSTM_H; ++g)
+                z[g] = sc * ((double)(float)(val(SEED_LB, g) * (float)sc) / sc + (double)(float)(val(SEED_LB, 4 * LSTM_H + g) * (float)sc) / sc);
+            for (int64_t i = 0; i < LSTM_I; ++i) {
+                double xv = val(SEED_LX, (b * LSTM_T + t) * LSTM_I + i);
+                for (int64_t g = 0; g < 4 * LSTM_H; ++g) z[g] += xv * (double)(val(SEED_LK, i * 4 * LSTM_H + g) * (float)sc);
+            }
+            for (int64_t j = 0; j < LSTM_H; ++j)
+                for (int64_t g = 0; g < 4 * LSTM_H; ++g) z[g] += h[j] * (double)(val(SEED_LR, j * 4 * LSTM_H + g) * (float)sc);
+            for (int64_t u = 0; u < LSTM_H; ++u) {
+                double ig = sigm(z[u]), fg = sigm(z[LSTM_H + u]), gg = tanh(z[2 * LSTM_H + u]), og = sigm(z[3 * LSTM_H + u]);
+                c[u] = fg * c[u] + ig * gg;
+                h[u] = og * tanh(c[u]);
+                double e = fabs(y[(b * LSTM_T + t) * LSTM_H + u] - h[u]) / 1e-4;
+                worst = fmax(worst, e);
+                if (!(e <= 1)) {
+                    snprintf(msg, MSG, "outputs[%lld, %lld, %lld] = %.9g, expected %.9g", (long long)b, (long long)t,
+                             (long long)u, y[(b * LSTM_T + t) * LSTM_H + u], h[u]);
+                    ok = 0;
+                    break;
+                }
+            }
+        }
+    }
+    if (!h || !c || !z) snprintf(msg, MSG, "out of host memory for the check");
+    else if (ok) snprintf(msg, MSG, "outputs of 2 batch rows, worst %.3f of 1e-4; gradients finite", worst);
+    free(h);
+    free(c);
+    free(z);
+    return ok;
+}
+
 static const row ROWS[] = {
     {"add", SH_VEC, 0, "3*4*n", build_add, amount_vec3, check_add, 0, NULL},
     {"chain", SH_VEC, 0, "3*4*n (a, b in, y out)", build_chain, amount_vec3, check_chain, 0, NULL},
@@ -719,6 +940,10 @@ static const row ROWS[] = {
      more_conv_nchw},
     {"maxpool", SH_POOL, 0, "4*N*C*H*W + 4*N*C*OH*OW", build_maxpool, amount_maxpool, check_maxpool, 0, NULL},
     {"bn_train", SH_POOL, 0, "3*4*N*C*H*W (x read twice, y written)", build_bn, amount_bn, check_bn, 0, more_bn},
+    {"uniform", SH_VEC, 0, "4*n (written)", build_uniform, amount_vec1, check_uniform, 0, NULL},
+    {"normal", SH_VEC, 0, "4*n (written)", build_normal, amount_vec1, check_normal, 0, NULL},
+    {"ctc", SH_CTC, 0, "2*4*B*T*C (y_pred read, gradient written)", build_ctc, amount_ctc, check_ctc, 0, more_ctc},
+    {"lstm", SH_LSTM, 1, "3*2*T*B*(I+H)*4H", build_lstm, amount_lstm, check_lstm, 0, more_lstm},
 };
 enum { N_ROWS = (int)(sizeof ROWS / sizeof ROWS[0]) };
 
@@ -1036,6 +1261,7 @@ int main(int argc, char **argv) {
     B.bb = 256 / s, B.bm = 128, B.bk = 64, B.bn = 128;
     B.cn = 64 / s, B.cc = 128, B.chw = 28, B.co = 128;
     B.pn = 64 / s, B.pc = 256, B.phw = 56;
+    B.ctcb = 64 / s, B.lb = 64 / s;
     if (iters == 0) iters = B.device == KB_DEVICE_CUDA ? 20 : 3;
     int repeats = B.device == KB_DEVICE_CUDA ? REPEATS : 3;
 

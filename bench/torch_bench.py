@@ -36,6 +36,7 @@ def sizes(small):
         "bn": 128,
         "cn": 64 // s, "cc": 128, "chw": 28, "co": 128,
         "pn": 64 // s, "pc": 256, "phw": 56,
+        "ctcb": 64 // s, "lb": 64 // s,
     }
 
 
@@ -137,6 +138,43 @@ def make_rows(z, dev):
         x = get("px", PN, PC, PHW, PHW)
         return lambda: F.max_pool2d(x, 3, 2)
 
+    def uniform():
+        out = torch.empty(n, device=dev)
+        return lambda: out.uniform_()
+
+    def normal():
+        out = torch.empty(n, device=dev)
+        return lambda: out.normal_()
+
+    CB, LB = z["ctcb"], z["lb"]
+    CT, CCL, CL = 200, 32, 50
+
+    def ctc():
+        # Keras ctc_batch_cost: log(y + eps), time-major, (re-)normalised, blank = C - 1, summed
+        # loss, gradient w.r.t. the probabilities y
+        y = torch.softmax(2 * uni(CB, CT, CCL), -1).requires_grad_()
+        tgt = torch.randint(0, CCL - 1, (CB, CL), device=dev, generator=gen)
+        il = torch.full((CB,), CT, dtype=torch.long, device=dev)
+        tl = torch.full((CB,), CL, dtype=torch.long, device=dev)
+
+        def step():
+            with torch.enable_grad():
+                lp = torch.log_softmax(torch.log(y.transpose(0, 1) + 1e-7), 2)
+                loss = F.ctc_loss(lp, tgt, il, tl, blank=CCL - 1, reduction="none")
+                return loss, torch.autograd.grad(loss.sum(), [y])
+        return step
+
+    def lstm():
+        m = torch.nn.LSTM(512, 512, batch_first=True).to(dev)
+        x = uni(LB, 100, 512).requires_grad_()
+        params = [x] + list(m.parameters())
+
+        def step():
+            with torch.enable_grad():
+                y, _ = m(x)
+                return y, torch.autograd.grad(y.sum(), params)
+        return step
+
     def bn_train():
         x, g, b = get("px", PN, PC, PHW, PHW), get("g", PC), get("be", PC)
         rm, rv = torch.zeros(PC, device=dev), torch.ones(PC, device=dev)
@@ -165,6 +203,11 @@ def make_rows(z, dev):
         ("maxpool", pshape, "GB/s", "4*N*C*H*W + 4*N*C*OH*OW", f * PN * PC * (PHW * PHW + POH * POH), False, maxpool),
         ("bn_train", pshape, "GB/s", "3*4*N*C*H*W (x read twice, y written)", 3 * f * PN * PC * PHW * PHW, False,
          bn_train),
+        ("uniform", f"{n}", "GB/s", "4*n (written)", f * n, False, uniform),
+        ("normal", f"{n}", "GB/s", "4*n (written)", f * n, False, normal),
+        ("ctc", f"T{CT}xB{CB}xC{CCL}xL{CL}", "GB/s", "2*4*B*T*C (y_pred read, gradient written)", 2 * f * CB * CT * CCL,
+         False, ctc),
+        ("lstm", f"T100xB{LB}x512->512", "TFLOP/s", "3*2*T*B*(I+H)*4H", 3 * 2.0 * 100 * LB * 1024 * 4 * 512, False, lstm),
     ]
 
 
