@@ -65,6 +65,16 @@ kb_status rnn_step(kb_tensor *x, kb_tensor *const *states, int n_states, void *u
     return KB_OK;
 }
 
+kb_status identity_step(kb_tensor *x, kb_tensor *const *states, int, void *, kb_tensor **out, kb_tensor **ns) {
+    *out = x;  // float32 output, float64 state
+    ns[0] = states[0];
+    return KB_OK;
+}
+kb_tensor *add_all(kb_tensor *x, void *user) {
+    for (kb_tensor *t : *(std::vector<kb_tensor *> *)user) x = kb_add(x, t);
+    return x;
+}
+
 kb_status failing_step(kb_tensor *x, kb_tensor *const *, int, void *, kb_tensor **out, kb_tensor **) {
     *out = reshape(x, {7});
     return kb_last_status();
@@ -378,12 +388,45 @@ TEST_F(RnnTest, UnrollEqualsLoopValuesAndGradients) {
     }
 }
 
+TEST_F(RnnTest, PlaceholdersWithUnknownBatchAndSteps) {  // one function, two shapes (two plans)
+    kb_tensor *x = placeholder(ctx, {KB_NONE, KB_NONE, F}, KB_FLOAT64, "x");
+    kb_tensor *h0 = placeholder(ctx, {KB_NONE, U}, KB_FLOAT64, "h0");
+    kb_tensor *mask = placeholder(ctx, {KB_NONE, KB_NONE}, KB_FLOAT64, "mask");  // cast to bool
+    make_values();
+    Rnn r;
+    r.W = kbt::make_var(ctx, Wv, {F, U}, KB_FLOAT64);
+    r.U = kbt::make_var(ctx, Uv, {U, U}, KB_FLOAT64);
+    r.half = kb_constant_scalar(ctx, 0.5, KB_FLOAT64, nullptr, 0);
+    kb_tensor *last = nullptr, *outs = nullptr, *ns[1] = {nullptr};
+    ASSERT_TRUE(ok(kb_rnn(rnn_step, &r, x, &h0, 1, 1, mask, nullptr, 0, 0, 0, &last, &outs, ns)));
+    kb_tensor *gW = nullptr;
+    ASSERT_TRUE(ok(kb_gradients(kb_sum(outs, nullptr, 0, 0), &r.W, 1, &gW)));
+    for (int64_t b : {3, 1}) {
+        for (int64_t t : {5, 2}) {
+            auto xs = kbt::random_values(gen, (size_t)(b * t * F), -1, 1), hs = kbt::random_values(gen, (size_t)(b * U), -1, 1);
+            std::vector<double> ms((size_t)(b * t));
+            for (size_t i = 0; i < ms.size(); ++i) ms[i] = (i * 7 + (size_t)t) % 3 != 0;
+            auto xb = kbt::to_bytes(xs, KB_FLOAT64), hb = kbt::to_bytes(hs, KB_FLOAT64), mb = kbt::to_bytes(ms, KB_FLOAT64);
+            auto res = kbt::run_function(ctx, {outs, last, ns[0], gW}, KB_DEVICE_CPU, {x, h0, mask},
+                                         {kbt::feed_of(xb, KB_FLOAT64, {b, t, F}), kbt::feed_of(hb, KB_FLOAT64, {b, U}),
+                                          kbt::feed_of(mb, KB_FLOAT64, {b, t})});
+            ASSERT_EQ(res.status, KB_OK) << res.error;
+            RnnRef ref = rnn_ref(xs, b, t, F, hs, Wv, Uv, U, true, {}, ms, true, {});
+            EXPECT_EQ(res.outs[0].shape, (Shape{b, t, U}));
+            EXPECT_TRUE(allclose(res.outs[0].v, ref.outputs, 1e-12, 1e-12)) << b << "x" << t;
+            EXPECT_TRUE(allclose(res.outs[1].v, ref.last, 1e-12, 1e-12));
+            EXPECT_TRUE(allclose(res.outs[2].v, ref.h, 1e-12, 1e-12));
+            EXPECT_EQ(res.outs[3].shape, (Shape{F, U}));
+        }
+    }
+}
+
 // ---- bad input ---------------------------------------------------------------------------------
 
 TEST_F(Control, BadInput) {
     kb_tensor *x2 = kbt::make_var(ctx, kbt::random_values(gen, 6, -1, 1), {2, 3});
     kb_tensor *x3 = kbt::make_var(ctx, kbt::random_values(gen, 12, -1, 1), {2, 2, 3});
-    kb_tensor *last, *outs;
+    kb_tensor *last, *outs, *nns[1];
     kb_clear_error();
     EXPECT_EQ(kb_rnn(rnn_step, nullptr, x2, nullptr, 0, 0, nullptr, nullptr, 0, 0, 0, &last, &outs, nullptr), KB_ERR_SHAPE);
     EXPECT_TRUE(has_error(KB_ERR_SHAPE, {"kb_rnn", "Input should be at least 3D."}));
@@ -407,6 +450,19 @@ TEST_F(Control, BadInput) {
     EXPECT_NULL_WITH(kb_foldr(prod, nullptr, one, nullptr), KB_ERR_SHAPE, {"kb_foldr", "at least 2"});
     kb_tensor *init = kbt::make_var(ctx, {1, 2, 3}, {3});
     EXPECT_NULL_WITH(kb_foldl(sum_prod, nullptr, x2, init), KB_ERR_SHAPE, {"kb_foldl", "state 0", "()", "(3,)"});
+    // outputs and states of different dtypes; too many captured tensors
+    kb_tensor *s64 = kbt::make_var(ctx, {1, 2, 3, 4}, {2, 2}, KB_FLOAT64);
+    EXPECT_EQ(kb_rnn(identity_step, nullptr, x3, &s64, 1, 0, nullptr, nullptr, 0, 0, 0, &last, &outs, nns), KB_ERR_DTYPE);
+    EXPECT_TRUE(has_error(KB_ERR_DTYPE, {"kb_rnn", "one dtype", "float32", "float64"}));
+    std::vector<kb_tensor *> many;
+    for (int i = 0; i < 16; ++i) many.push_back(kbt::make_var(ctx, {1.0 + i}, {1}));
+    EXPECT_NULL_WITH(kb_map_fn(add_all, &many, x2, KB_FLOATX), KB_ERR_NOT_SUPPORTED, {"kb_map_fn", "captures", "15"});
+    many.resize(14);  // 1 sequence + 14 captures fit
+    kb_tensor *fits = kb_map_fn(add_all, &many, x2, KB_FLOATX);
+    ASSERT_NE(fits, nullptr) << kb_last_error();
+    auto x2v = kbt::eval_v(x2), fv = kbt::eval_v(fits);
+    ASSERT_EQ(fv.size(), 6u);
+    for (size_t i = 0; i < 6; ++i) EXPECT_NEAR(fv[i], x2v[i] + 105.0, 1e-4);  // 1 + ... + 14
     // a sequence of 0 steps fails when the function runs, with the loop's label
     kb_tensor *p0 = placeholder(ctx, {KB_NONE, 3}, KB_FLOAT32, "p0");
     kb_tensor *y = kb_map_fn(twice, nullptr, p0, KB_FLOATX);
