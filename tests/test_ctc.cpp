@@ -319,37 +319,47 @@ TEST_F(Ctc, WideBeamRanksLabelingsExactly) {
 
 TEST_F(Ctc, CudaMatchesCpuOnLongSequences) {
     KB_REQUIRE_CUDA();
-    const int64_t B = 3, T = 200, C = 37, L = 140;
-    std::vector<double> lab;
-    for (int64_t i = 0; i < B * L; ++i) lab.push_back((double)(gen() % (uint64_t)(C - 1)));
-    const std::vector<double> il = {200, 150, 37}, ll = {140, 100, 0};
-    auto y = random_values(gen, (size_t)(B * T * C), 0.02, 1.0);
-    auto w = random_values(gen, (size_t)B, -1.0, 1.0);
-    auto cost = [=](kb_context *cx, kb_tensor *yp) {
-        return kb_ctc_batch_cost(make_const(cx, lab, {B, L}, KB_INT64), yp, make_const(cx, il, {B, 1}, KB_INT32),
-                                 make_const(cx, ll, {B, 1}, KB_INT64));
+    struct Cfg {
+        int64_t B, T, C, L;
+        std::vector<double> il, ll;
     };
-    Builder loss = [=](kb_context *cx, const std::vector<kb_tensor *> &in) { return cost(cx, in[0]); };
-    Builder grad = [=](kb_context *cx, const std::vector<kb_tensor *> &in) {
-        kb_tensor *g = nullptr, *l = kb_sum(kb_multiply(cost(cx, in[0]), in[1]), nullptr, 0, 0);
-        return kb_gradients(l, &in[0], 1, &g) == KB_OK ? g : nullptr;
-    };
-    auto decode = [=](int which) {
-        return Builder([=](kb_context *cx, const std::vector<kb_tensor *> &in) {
-            kb_tensor *p[1] = {nullptr}, *lp = nullptr;
-            if (kb_ctc_decode(in[0], make_const(cx, il, {B}, KB_INT64), 1, 100, 1, 0, p, &lp) != KB_OK) return (kb_tensor *)nullptr;
-            return which ? lp : kb_cast(p[0], kb_dtype_of(in[0]));
-        });
-    };
-    for (kb_dtype dt : {KB_FLOAT32, KB_FLOAT64}) {
-        Tol t = dt == KB_FLOAT32 ? Tol{1e-4, 1e-4} : Tol{1e-10, 1e-12};
-        EXPECT_TRUE(parity_check(ctx, loss, {{B, T, C}}, {y}, dt, t)) << kb_dtype_name(dt);
-        EXPECT_TRUE(parity_check(ctx, grad, {{B, T, C}, {B, 1}}, {y, w}, dt, t)) << kb_dtype_name(dt);
-        EXPECT_TRUE(parity_check(ctx, decode(0), {{B, T, C}}, {y}, dt, Tol{0, 0})) << kb_dtype_name(dt);
-        EXPECT_TRUE(parity_check(ctx, decode(1), {{B, T, C}}, {y}, dt, t)) << kb_dtype_name(dt);
+    // S = 281: shared-memory work space; S = 1001: the gradient's global fallback
+    const Cfg cfgs[] = {{3, 200, 37, 140, {200, 150, 37}, {140, 100, 0}}, {2, 560, 61, 500, {560, 300}, {500, 250}}};
+    for (const Cfg &k : cfgs) {
+        const int64_t B = k.B, T = k.T, C = k.C, L = k.L;
+        const std::vector<double> il = k.il, ll = k.ll;
+        std::vector<double> lab;
+        for (int64_t i = 0; i < B * L; ++i) lab.push_back((double)(gen() % (uint64_t)(C - 1)));
+        auto y = random_values(gen, (size_t)(B * T * C), 0.02, 1.0);
+        auto w = random_values(gen, (size_t)B, -1.0, 1.0);
+        auto cost = [=](kb_context *cx, kb_tensor *yp) {
+            return kb_ctc_batch_cost(make_const(cx, lab, {B, L}, KB_INT64), yp, make_const(cx, il, {B, 1}, KB_INT32),
+                                     make_const(cx, ll, {B, 1}, KB_INT64));
+        };
+        Builder loss = [=](kb_context *cx, const std::vector<kb_tensor *> &in) { return cost(cx, in[0]); };
+        Builder grad = [=](kb_context *cx, const std::vector<kb_tensor *> &in) {
+            kb_tensor *g = nullptr, *l = kb_sum(kb_multiply(cost(cx, in[0]), in[1]), nullptr, 0, 0);
+            return kb_gradients(l, &in[0], 1, &g) == KB_OK ? g : nullptr;
+        };
+        auto decode = [=](int which) {
+            return Builder([=](kb_context *cx, const std::vector<kb_tensor *> &in) {
+                kb_tensor *p[1] = {nullptr}, *lp = nullptr;
+                if (kb_ctc_decode(in[0], make_const(cx, il, {B}, KB_INT64), 1, 100, 1, 0, p, &lp) != KB_OK) return (kb_tensor *)nullptr;
+                return which ? lp : kb_cast(p[0], kb_dtype_of(in[0]));
+            });
+        };
+        for (kb_dtype dt : {KB_FLOAT32, KB_FLOAT64}) {
+            Tol t = dt == KB_FLOAT32 ? Tol{1e-4, 1e-4} : Tol{1e-10, 1e-12};
+            EXPECT_TRUE(parity_check(ctx, loss, {{B, T, C}}, {y}, dt, t)) << kb_dtype_name(dt) << " L=" << L;
+            EXPECT_TRUE(parity_check(ctx, grad, {{B, T, C}, {B, 1}}, {y, w}, dt, t)) << kb_dtype_name(dt) << " L=" << L;
+            EXPECT_TRUE(parity_check(ctx, decode(0), {{B, T, C}}, {y}, dt, Tol{0, 0})) << kb_dtype_name(dt);
+            EXPECT_TRUE(parity_check(ctx, decode(1), {{B, T, C}}, {y}, dt, t)) << kb_dtype_name(dt);
+        }
     }
+    const int64_t C = 37;
+    auto y = random_values(gen, (size_t)(2 * 5 * C), 0.02, 1.0);
     // invalid data cannot be reported by the CUDA kernel: that sample's loss is NaN, the others are not
-    kb_tensor *yv = make_var(ctx, std::vector<double>(y.begin(), y.begin() + 2 * 5 * C), {2, 5, C});
+    kb_tensor *yv = make_var(ctx, y, {2, 5, C});
     kb_tensor *bad = kb_ctc_batch_cost(make_const(ctx, {0, 1, 36, 2}, {2, 2}, KB_INT32), yv,
                                        make_const(ctx, {5, 5}, {2, 1}, KB_INT32), make_const(ctx, {2, 2}, {2, 1}, KB_INT32));
     ASSERT_NE(bad, nullptr) << kb_last_error();

@@ -12,6 +12,8 @@
  *   grad[t, c] = dy * exp(lsm(t, c)) - dy * sum_{s ascending, l'(s) = c} exp(alpha_t(s) + beta_t(s)
  *                - lsm(t, l'(s)) + loss)   for t < T; 0 for t >= T and for an impossible sample.
  * lse(a, b) = max + log1p(exp(-|a - b|)), -inf when both are -inf, NaN when either is NaN.
+ * (The CUDA kernel sums the blank's positions by a fixed-order block reduction instead of in
+ * ascending s: the same sum up to rounding, deterministic on both devices.)
  */
 #include <math.h>
 #include <stdio.h>
