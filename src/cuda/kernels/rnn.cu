@@ -19,11 +19,17 @@
  * every Keras element is written exactly once). The byte offsets of the 4G pieces are read once
  * per plan (first launch) and checked against the expected (1, U, in) / (1, U, 1) shapes.
  *
- * Directions. cudnn_rnn runs CUDNN_FWD_MODE_INFERENCE (no reserve space). The backward ops run
- * the training forward (reserve space in scratch), then cudnnRNNBackwardData_v8; the weights op
- * then zeroes a gradient weight space and calls cudnnRNNBackwardWeights_v8 (CUDNN_WGRAD_MODE_ADD)
- * with the reserve BackwardData left, and scatters it into the (I + U + 2, G*U) pack, which is
- * [dkernel | drecurrent_kernel | dbias] in Keras layout.
+ * Directions (pack layouts: ops/rnn.c). cudnn_rnn runs the training forward with cuDNN's reserve
+ * space in its pack's reserve blocks; cudnn_rnn_backward_data copies that reserve into its own
+ * pack's reserve blocks and runs cudnnRNNBackwardData_v8 on it there (an input is never written);
+ * cudnn_rnn_backward_weights copies the reserve as BackwardData left it into scratch (cuDNN's
+ * pointer is not const), zeroes a gradient weight space, runs cudnnRNNBackwardWeights_v8
+ * (CUDNN_WGRAD_MODE_ADD) and scatters it into the (I + U + 2, G*U) pack, which is [dkernel |
+ * drecurrent_kernel | dbias] in Keras layout. One training forward, one backward-data, one
+ * backward-weights per step, plus copies of the reserve. Fallback when the reserve does not fit the
+ * 2G blocks (reserve_fits, the same decision in all three): the forward runs the inference mode;
+ * backward-data recomputes the training forward into scratch and keeps dpack's block 0 in its
+ * reserve blocks; backward-weights recomputes the forward and backward-data from that copy.
  *
  * Math type. float32 is strict by default: CUDNN_FMA_MATH (no TF32 tensor ops); with
  * kb_set_allow_tf32 on, CUDNN_DEFAULT_MATH. float64: CUDNN_DEFAULT_MATH.
@@ -74,6 +80,15 @@ __global__ void k_unpack_dy(const T *pack, T *dy, T *dhy, T *dcy, int64_t T_, in
         if (r == 0) dhy[b * U + u] = pack[i];
         else if (r < kH) dcy[b * U + u] = pack[i];
         else dy[(b * T_ + r - kH) * U + u] = pack[i];
+    }
+}
+
+/* Rows kH.. of a pack's block 0 (B, kH + T, U) as y (B, T, U). */
+template <typename T>
+__global__ void k_take_rows(const T *pack, T *y, int64_t T_, int64_t U, int64_t kH, int64_t n) {
+    KB_GRID_LOOP(i, n) {
+        int64_t u = i % U, t = (i / U) % T_, b = i / (U * T_);
+        y[i] = pack[(b * (kH + T_) + kH + t) * U + u];
     }
 }
 
@@ -272,6 +287,27 @@ struct scratch_set {
     scratch_set &operator=(const scratch_set &) = delete;
 };
 
+/* The reserve region of a pack: blocks 1.. (2G blocks of `blk` elements), used from the first
+ * multiple of 256 bytes past block 0 (relative to the pack, so the place does not depend on the
+ * buffer's address; pool buffers are 256-byte aligned). cuDNN's reserve goes there when it fits
+ * with that slack: a decision made from the plan's sizes alone, so the three kernels agree without
+ * reading device memory. */
+bool reserve_fits(const rnn_plan *p, int64_t blk, int G, size_t es) {
+    return p->reserve + 256 <= (size_t)(2 * G) * (size_t)blk * es;
+}
+void *reserve_at(const void *pack, int64_t blk, size_t es) {
+    size_t off = ((size_t)blk * es + 255) & ~(size_t)255;
+    return (char *)pack + off;
+}
+
+template <typename T>
+kb_status launch_take_rows(kb_cuda_device *dev, const T *pack, T *y, int64_t B, int64_t T_, int64_t U, int64_t kH) {
+    int64_t n = B * T_ * U;
+    k_take_rows<T><<<kb_blocks(dev, n, KB_THREADS), KB_THREADS, 0, dev->stream>>>(pack, y, T_, U, kH, n);
+    KB_CUDA_CHECK(cudaGetLastError());
+    return KB_OK;
+}
+
 template <typename T>
 kb_status rnn_exec(const kb_exec *ex, const kb_attrs *a, const kb_buf *in, kb_buf *out, int dir) {
     kb_cuda_device *dev = kb_cuda_dev(ex);
@@ -281,9 +317,10 @@ kb_status rnn_exec(const kb_exec *ex, const kb_attrs *a, const kb_buf *in, kb_bu
     int has_h0 = a->i64[1] != 0, has_c0 = a->i64[2] != 0 && mode == MODE_LSTM;
     int64_t B = in[0].shape[0], T_ = in[0].shape[1], I = in[0].shape[2], U = in[4].shape[0];
     size_t es = sizeof(T);
+    cudaStream_t st = dev->stream;
     if (out->size == 0) return KB_OK;
     if (B == 0) { /* only the weights pack is non-empty: no sequence, zero gradient */
-        KB_CUDA_CHECK(cudaMemsetAsync(out->data, 0, (size_t)out->size * es, dev->stream));
+        KB_CUDA_CHECK(cudaMemsetAsync(out->data, 0, (size_t)out->size * es, st));
         return KB_OK;
     }
     const int64_t big[] = {B, T_, I, U, B * U, (int64_t)G * U};
@@ -302,67 +339,102 @@ kb_status rnn_exec(const kb_exec *ex, const kb_attrs *a, const kb_buf *in, kb_bu
     rnn_plan *p;
     KB_TRY(get_plan(h, key, rnn_type<T>::data, &p));
 
+    int64_t rows = kH + T_, W = I > U ? I : U, GU = (int64_t)G * U;
+    int64_t blk_f = B * rows * U, blk_d = B * rows * W; /* block sizes of the forward / data packs */
+    bool fit = reserve_fits(p, blk_f, G, es);            /* then also in the (wider) data pack */
+    size_t nBU = (size_t)(B * U) * es, nY = (size_t)(B * T_ * U) * es;
     scratch_set sc(dev);
-    void *w, *work, *seq;
-    KB_TRY(sc.get(p->wsize, &w));
-    KB_TRY(ensure_offsets(h, p, w, es, ex->op));
-    KB_TRY(sc.get(p->work[dir == FWD ? 0 : 1], &work));
+    void *seq, *work, *y;
     KB_TRY(sc.get((size_t)B * sizeof(int32_t), &seq));
-    cudaStream_t st = dev->stream;
+    KB_TRY(sc.get(p->work[dir == FWD && !fit ? 0 : 1], &work));
+    KB_TRY(sc.get(nY, &y));
     k_fill_i32<<<kb_blocks(dev, B, KB_THREADS), KB_THREADS, 0, st>>>((int32_t *)seq, B, (int32_t)T_);
     KB_CUDA_CHECK(cudaGetLastError());
     const wsegs &m = p->segs;
     T *kk = (T *)in[3].data, *rk = (T *)in[4].data, *bias = (T *)in[5].data;
-    k_weights<T><<<kb_blocks(dev, m.total, KB_THREADS), KB_THREADS, 0, st>>>((T *)w, kk, rk, bias, m, 1);
-    KB_CUDA_CHECK(cudaGetLastError());
     const T *x = (const T *)in[0].data;
     const T *hx = has_h0 ? (const T *)in[1].data : nullptr, *cx = has_c0 ? (const T *)in[2].data : nullptr;
-    size_t nBU = (size_t)(B * U) * es, nY = (size_t)(B * T_ * U) * es;
-    void *y, *hy = nullptr, *cy = nullptr;
-    KB_TRY(sc.get(nY, &y));
+    size_t wsize = p->wsize;
+    size_t work_size = p->work[dir == FWD && !fit ? 0 : 1];
+    /* the weight space gathered from the Keras arrays (offsets read on the first launch) */
+    void *w = nullptr;
+    bool need_w = dir != BWD_WEIGHTS || !fit;
+    if (need_w) {
+        KB_TRY(sc.get(wsize, &w));
+        KB_TRY(ensure_offsets(h, p, w, es, ex->op));
+        k_weights<T><<<kb_blocks(dev, m.total, KB_THREADS), KB_THREADS, 0, st>>>((T *)w, kk, rk, bias, m, 1);
+        KB_CUDA_CHECK(cudaGetLastError());
+    }
+
     if (dir == FWD) {
+        void *hy, *cy = nullptr;
         KB_TRY(sc.get(nBU, &hy));
         if (mode == MODE_LSTM) KB_TRY(sc.get(nBU, &cy));
-        KB_CUDNN_CHECK(cudnnRNNForward(h, p->rnn, CUDNN_FWD_MODE_INFERENCE, (const int32_t *)seq, p->xd, x, p->yd, y,
-                                       p->hd, hx, hy, p->hd, cx, cy, p->wsize, w, p->work[0], work, 0, nullptr));
-        int64_t n = out->size;
-        k_pack_fwd<T><<<kb_blocks(dev, n, KB_THREADS), KB_THREADS, 0, st>>>(
-            (T *)out->data, (const T *)y, (const T *)hy, (const T *)(cy ? cy : hy), T_, U, kH, n);
+        void *reserve = fit ? reserve_at(out->data, blk_f, es) : nullptr;
+        KB_CUDNN_CHECK(cudnnRNNForward(h, p->rnn, fit ? CUDNN_FWD_MODE_TRAINING : CUDNN_FWD_MODE_INFERENCE,
+                                       (const int32_t *)seq, p->xd, x, p->yd, y, p->hd, hx, hy, p->hd, cx, cy, wsize, w,
+                                       work_size, work, fit ? p->reserve : 0, reserve));
+        k_pack_fwd<T><<<kb_blocks(dev, blk_f, KB_THREADS), KB_THREADS, 0, st>>>(
+            (T *)out->data, (const T *)y, (const T *)hy, (const T *)(cy ? cy : hy), T_, U, kH, blk_f);
         KB_CUDA_CHECK(cudaGetLastError());
         return KB_OK;
     }
-    void *reserve, *dy, *dhy, *dcy = nullptr, *dx, *dhx = nullptr, *dcx = nullptr;
-    KB_TRY(sc.get(p->reserve, &reserve));
-    KB_CUDNN_CHECK(cudnnRNNForward(h, p->rnn, CUDNN_FWD_MODE_TRAINING, (const int32_t *)seq, p->xd, x, p->yd, y, p->hd,
-                                   hx, nullptr, p->hd, cx, nullptr, p->wsize, w, p->work[1], work, p->reserve, reserve));
-    KB_TRY(sc.get(nY, &dy));
-    KB_TRY(sc.get(nBU, &dhy));
-    if (mode == MODE_LSTM) KB_TRY(sc.get(nBU, &dcy));
-    int64_t np = B * (kH + T_) * U;
-    k_unpack_dy<T><<<kb_blocks(dev, np, KB_THREADS), KB_THREADS, 0, st>>>(
-        (const T *)in[6].data, (T *)dy, (T *)dhy, (T *)(dcy ? dcy : dhy), T_, U, kH, np);
-    KB_CUDA_CHECK(cudaGetLastError());
-    KB_TRY(sc.get((size_t)(B * T_ * I) * es, &dx));
-    if (dir == BWD_DATA && has_h0) KB_TRY(sc.get(nBU, &dhx));
-    if (dir == BWD_DATA && has_c0) KB_TRY(sc.get(nBU, &dcx));
-    KB_CUDNN_CHECK(cudnnRNNBackwardData_v8(h, p->rnn, (const int32_t *)seq, p->yd, y, dy, p->xd, dx, p->hd, hx, dhy,
-                                           dhx, p->hd, cx, dcy, dcx, p->wsize, w, p->work[1], work, p->reserve,
-                                           reserve));
+
+    /* dy, dhy, dcy: dpack's block 0 (backward-data) or its copy in the data pack (weights fallback) */
+    void *dy = nullptr, *dhy = nullptr, *dcy = nullptr, *reserve = nullptr, *dx = nullptr, *dhx = nullptr, *dcx = nullptr;
+    const T *dsrc = dir == BWD_DATA ? (const T *)in[7].data : (const T *)in[7].data + blk_d;
+    if (dir == BWD_DATA || !fit) {
+        KB_TRY(sc.get(nY, &dy));
+        KB_TRY(sc.get(nBU, &dhy));
+        if (mode == MODE_LSTM) KB_TRY(sc.get(nBU, &dcy));
+        k_unpack_dy<T><<<kb_blocks(dev, blk_f, KB_THREADS), KB_THREADS, 0, st>>>(
+            dsrc, (T *)dy, (T *)dhy, (T *)(dcy ? dcy : dhy), T_, U, kH, blk_f);
+        KB_CUDA_CHECK(cudaGetLastError());
+    }
+    if (fit) {
+        /* the forward's outputs and reserve (backward-weights: the reserve as backward-data left it) */
+        KB_TRY(launch_take_rows<T>(dev, (const T *)in[6].data, (T *)y, B, T_, U, kH));
+        if (dir == BWD_DATA) {
+            reserve = reserve_at(out->data, blk_d, es);
+            KB_CUDA_CHECK(cudaMemcpyAsync(reserve, reserve_at(in[6].data, blk_f, es), p->reserve,
+                                          cudaMemcpyDeviceToDevice, st));
+        } else {
+            KB_TRY(sc.get(p->reserve, &reserve)); /* cuDNN may write it: never into an input */
+            KB_CUDA_CHECK(cudaMemcpyAsync(reserve, reserve_at(in[7].data, blk_d, es), p->reserve,
+                                          cudaMemcpyDeviceToDevice, st));
+        }
+    } else {
+        /* fallback: recompute the training forward (reserve in scratch) */
+        KB_TRY(sc.get(p->reserve, &reserve));
+        KB_CUDNN_CHECK(cudnnRNNForward(h, p->rnn, CUDNN_FWD_MODE_TRAINING, (const int32_t *)seq, p->xd, x, p->yd, y,
+                                       p->hd, hx, nullptr, p->hd, cx, nullptr, wsize, w, work_size, work, p->reserve,
+                                       reserve));
+        if (dir == BWD_DATA) /* keep dpack's block 0 for backward-weights */
+            KB_CUDA_CHECK(cudaMemcpyAsync((T *)out->data + blk_d, in[7].data, (size_t)blk_f * es,
+                                          cudaMemcpyDeviceToDevice, st));
+    }
+    if (dir == BWD_DATA || !fit) {
+        KB_TRY(sc.get((size_t)(B * T_ * I) * es, &dx));
+        if (dir == BWD_DATA && has_h0) KB_TRY(sc.get(nBU, &dhx));
+        if (dir == BWD_DATA && has_c0) KB_TRY(sc.get(nBU, &dcx));
+        KB_CUDNN_CHECK(cudnnRNNBackwardData_v8(h, p->rnn, (const int32_t *)seq, p->yd, y, dy, p->xd, dx, p->hd, hx, dhy,
+                                               dhx, p->hd, cx, dcy, dcx, wsize, w, work_size, work, p->reserve,
+                                               reserve));
+    }
     if (dir == BWD_DATA) {
-        int64_t W = I > U ? I : U, n = out->size;
-        k_pack_bwd<T><<<kb_blocks(dev, n, KB_THREADS), KB_THREADS, 0, st>>>(
-            (T *)out->data, (const T *)dx, (const T *)dhx, (const T *)dcx, T_, I, U, W, kH, n);
+        k_pack_bwd<T><<<kb_blocks(dev, blk_d, KB_THREADS), KB_THREADS, 0, st>>>(
+            (T *)out->data, (const T *)dx, (const T *)dhx, (const T *)dcx, T_, I, U, W, kH, blk_d);
         KB_CUDA_CHECK(cudaGetLastError());
         return KB_OK;
     }
     void *dw;
-    KB_TRY(sc.get(p->wsize, &dw));
-    KB_CUDA_CHECK(cudaMemsetAsync(dw, 0, p->wsize, st));
+    KB_TRY(sc.get(wsize, &dw));
+    KB_TRY(ensure_offsets(h, p, dw, es, ex->op));
+    KB_CUDA_CHECK(cudaMemsetAsync(dw, 0, wsize, st));
     KB_CUDNN_CHECK(cudnnRNNBackwardWeights_v8(h, p->rnn, CUDNN_WGRAD_MODE_ADD, (const int32_t *)seq, p->xd, x, p->hd,
-                                              hx, p->yd, y, p->wsize, dw, p->work[1], work, p->reserve, reserve));
+                                              hx, p->yd, y, wsize, dw, work_size, work, p->reserve, reserve));
     /* out = [dkernel (I, GU) | drecurrent (U, GU) | dbias (2 GU)], Keras layout */
     T *o = (T *)out->data;
-    int64_t GU = (int64_t)G * U;
     k_weights<T><<<kb_blocks(dev, m.total, KB_THREADS), KB_THREADS, 0, st>>>((T *)dw, o, o + I * GU, o + (I + U) * GU,
                                                                               m, 0);
     KB_CUDA_CHECK(cudaGetLastError());

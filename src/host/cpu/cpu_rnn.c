@@ -4,11 +4,13 @@
  * The parity reference of cuDNN's cells, written for clarity: inputs are widened to float64, the
  * input projection of every step is one CBLAS GEMM (B*T, I) x (I, G*U) before the loop, each step
  * adds one (B, U) x (U, G*U) GEMM for the recurrent part, then the gates in plain loops; results
- * are rounded once to the output dtype. The backward ops recompute the forward (keeping the gate
- * activations), run the step recurrence backwards to get the pre-activation gradients of every
- * step (dXP for the input projection, dHP for the recurrent one; they differ only in the GRU's h
- * gate, where dHP_h = r * dXP_h), then dx = dXP . kernel^T, dkernel = x^T . dXP,
- * drecurrent_kernel = h_prev^T . dHP, dbias = column sums of dXP and dHP: GEMMs again.
+ * are rounded once to the output dtype. The forward keeps the gate activations (and the LSTM
+ * cells / the GRU's h . R_h + bR_h) in its pack's reserve blocks; backward-data reads them, runs the
+ * step recurrence backwards to get the pre-activation gradients of every step (dXP for the input
+ * projection, dHP for the recurrent one; they differ only in the GRU's h gate, where
+ * dHP_h = r * dXP_h), dx = dXP . kernel^T, and keeps dXP / dHP in its own reserve blocks;
+ * backward-weights reads them: dkernel = x^T . dXP, drecurrent_kernel = h_prev^T . dHP,
+ * dbias = column sums of dXP and dHP. (The kept values are rounded to the pack's dtype.)
  * Row index of every (B*T, .) matrix: b * T + t (x's batch-major order). */
 #include <cblas.h>
 #include <limits.h>
@@ -160,6 +162,13 @@ static void backward(const geom *g, const state *s, double *dXP, double *dHP, do
 
 static int fits(int64_t v) { return v >= 0 && v <= INT_MAX; }
 
+/* b-major (B*T, U) rows kH.. of block 0 of a widened (., B, kH + T, U) pack. */
+static void rows_of_pack(const geom *g, const double *pk, double *hs) {
+    int64_t rows = g->kH + g->T;
+    for (int64_t b = 0; b < g->B; ++b)
+        memcpy(hs + b * g->T * g->U, pk + (b * rows + g->kH) * g->U, (size_t)(g->T * g->U) * sizeof(double));
+}
+
 static kb_status run(const kb_exec *ex, const kb_attrs *a, const kb_buf *in, kb_buf *out, int which) {
     geom g;
     g.mode = (int)a->i64[0];
@@ -180,87 +189,101 @@ static kb_status run(const kb_exec *ex, const kb_attrs *a, const kb_buf *in, kb_
         if (!fits(dims[i]))
             return kb_set_error(KB_ERR_NOT_SUPPORTED, "%s: CBLAS takes int sizes; a GEMM dimension is %lld", ex->op,
                                 (long long)dims[i]);
+    int64_t rows = g.kH + g.T, W = g.In > g.U ? g.In : g.U;
+    int64_t blk_f = g.B * rows * g.U, blk_d = g.B * rows * W; /* block sizes of the two packs */
     state s;
     memset(&s, 0, sizeof s);
     kb_status st = KB_OK;
+    double *dXP = NULL, *dHP = NULL, *dh = NULL, *dc = NULL, *res = NULL, *pk = NULL, *dpk = NULL;
     s.x = widen(&in[0], g.BT * g.In);
     s.h0 = g.has_h0 ? widen(&in[1], g.B * g.U) : NULL;
     s.c0 = g.has_c0 ? widen(&in[2], g.B * g.U) : NULL;
     s.K = widen(&in[3], g.In * g.GU);
     s.R = widen(&in[4], g.U * g.GU);
     s.bias = widen(&in[5], 2 * g.GU);
-    s.act = zalloc(g.BT * g.GU);
     s.hs = zalloc(g.BT * g.U);
-    s.cs = g.mode == MODE_LSTM ? zalloc(g.BT * g.U) : NULL;
-    s.hph = g.mode == MODE_GRU ? zalloc(g.BT * g.U) : NULL;
-    s.hp = zalloc(g.B * g.GU);
-    if (which != FWD) s.dy = widen(&in[6], g.B * (g.kH + g.T) * g.U);
-    double *dXP = NULL, *dHP = NULL, *dh = NULL, *dc = NULL, *res = NULL;
-    if (!s.x || (g.has_h0 && !s.h0) || (g.has_c0 && !s.c0) || !s.K || !s.R || !s.bias || !s.act || !s.hs ||
-        (g.mode == MODE_LSTM && !s.cs) || (g.mode == MODE_GRU && !s.hph) || !s.hp || (which != FWD && !s.dy))
-        goto oom;
-    forward(&g, &s);
-    int64_t rows = g.kH + g.T;
+    res = zalloc(out->size);
+    if (!s.x || (g.has_h0 && !s.h0) || (g.has_c0 && !s.c0) || !s.K || !s.R || !s.bias || !s.hs || !res) goto oom;
     if (which == FWD) {
-        res = zalloc(out->size);
-        if (!res) goto oom;
+        /* the reserve blocks hold the activations the backward ops read */
+        s.act = res + blk_f;
+        s.cs = g.mode == MODE_LSTM ? s.act + g.BT * g.GU : NULL;
+        s.hph = g.mode == MODE_GRU ? s.act + g.BT * g.GU : NULL;
+        s.hp = zalloc(g.B * g.GU);
+        if (!s.hp) goto oom;
+        forward(&g, &s);
         for (int64_t b = 0; b < g.B; ++b) {
             double *o = res + b * rows * g.U;
             memcpy(o, s.hs + (b * g.T + g.T - 1) * g.U, (size_t)g.U * sizeof(double));
             if (g.mode == MODE_LSTM) memcpy(o + g.U, s.cs + (b * g.T + g.T - 1) * g.U, (size_t)g.U * sizeof(double));
             memcpy(o + g.kH * g.U, s.hs + b * g.T * g.U, (size_t)(g.T * g.U) * sizeof(double));
         }
-    } else {
-        dXP = zalloc(g.BT * g.GU);
-        dHP = g.mode == MODE_GRU ? zalloc(g.BT * g.GU) : dXP;
+    } else if (which == BWD_DATA) {
+        pk = widen(&in[6], in[6].size);
+        s.dy = widen(&in[7], blk_f); /* block 0 of dpack */
         dh = zalloc(g.B * g.U);
         dc = zalloc(g.B * g.U);
-        res = zalloc(out->size);
-        if (!dXP || !dHP || !dh || !dc || !res) goto oom;
-        backward(&g, &s, dXP, dHP, dh, dc);
-        if (which == BWD_DATA) {
-            int64_t W = g.In > g.U ? g.In : g.U;
-            double *dx = zalloc(g.BT * g.In);
-            if (!dx) goto oom;
-            cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)g.BT, (int)g.In, (int)g.GU, 1.0, dXP, (int)g.GU,
-                        s.K, (int)g.GU, 0.0, dx, (int)g.In);
-            for (int64_t b = 0; b < g.B; ++b) {
-                double *o = res + b * rows * W;
-                if (g.has_h0) memcpy(o, dh + b * g.U, (size_t)g.U * sizeof(double));
-                if (g.has_c0) memcpy(o + W, dc + b * g.U, (size_t)g.U * sizeof(double));
-                for (int64_t t = 0; t < g.T; ++t)
-                    memcpy(o + (g.kH + t) * W, dx + (b * g.T + t) * g.In, (size_t)g.In * sizeof(double));
-            }
+        double *dx = zalloc(g.BT * g.In);
+        if (!pk || !s.dy || !dh || !dc || !dx) {
             free(dx);
-        } else {
-            double *hprev = zalloc(g.BT * g.U);
-            if (!hprev) goto oom;
-            for (int64_t b = 0; b < g.B; ++b)
-                for (int64_t t = 0; t < g.T; ++t)
-                    for (int64_t u = 0; u < g.U; ++u) hprev[(b * g.T + t) * g.U + u] = h_prev(&g, &s, b, t, u);
-            cblas_dgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)g.In, (int)g.GU, (int)g.BT, 1.0, s.x, (int)g.In,
-                        dXP, (int)g.GU, 0.0, res, (int)g.GU);
-            cblas_dgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)g.U, (int)g.GU, (int)g.BT, 1.0, hprev, (int)g.U,
-                        dHP, (int)g.GU, 0.0, res + g.In * g.GU, (int)g.GU);
-            free(hprev);
-            double *dbW = res + (g.In + g.U) * g.GU, *dbR = dbW + g.GU;
-            for (int64_t r = 0; r < g.BT; ++r)
-                for (int64_t j = 0; j < g.GU; ++j) {
-                    dbW[j] += dXP[r * g.GU + j];
-                    dbR[j] += dHP[r * g.GU + j];
-                }
+            goto oom;
         }
+        s.act = pk + blk_f;
+        s.cs = g.mode == MODE_LSTM ? s.act + g.BT * g.GU : NULL;
+        s.hph = g.mode == MODE_GRU ? s.act + g.BT * g.GU : NULL;
+        rows_of_pack(&g, pk, s.hs);
+        /* the reserve blocks of the output hold dXP (and dHP for the GRU) for backward-weights */
+        dXP = res + blk_d;
+        dHP = g.mode == MODE_GRU ? dXP + g.BT * g.GU : dXP;
+        backward(&g, &s, dXP, dHP, dh, dc);
+        cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)g.BT, (int)g.In, (int)g.GU, 1.0, dXP, (int)g.GU, s.K,
+                    (int)g.GU, 0.0, dx, (int)g.In);
+        for (int64_t b = 0; b < g.B; ++b) {
+            double *o = res + b * rows * W;
+            if (g.has_h0) memcpy(o, dh + b * g.U, (size_t)g.U * sizeof(double));
+            if (g.has_c0) memcpy(o + W, dc + b * g.U, (size_t)g.U * sizeof(double));
+            for (int64_t t = 0; t < g.T; ++t)
+                memcpy(o + (g.kH + t) * W, dx + (b * g.T + t) * g.In, (size_t)g.In * sizeof(double));
+        }
+        free(dx);
+    } else {
+        pk = widen(&in[6], blk_f);
+        dpk = widen(&in[7], in[7].size);
+        double *hprev = zalloc(g.BT * g.U);
+        if (!pk || !dpk || !hprev) {
+            free(hprev);
+            goto oom;
+        }
+        rows_of_pack(&g, pk, s.hs);
+        dXP = dpk + blk_d;
+        dHP = g.mode == MODE_GRU ? dXP + g.BT * g.GU : dXP;
+        for (int64_t b = 0; b < g.B; ++b)
+            for (int64_t t = 0; t < g.T; ++t)
+                for (int64_t u = 0; u < g.U; ++u) hprev[(b * g.T + t) * g.U + u] = h_prev(&g, &s, b, t, u);
+        cblas_dgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)g.In, (int)g.GU, (int)g.BT, 1.0, s.x, (int)g.In, dXP,
+                    (int)g.GU, 0.0, res, (int)g.GU);
+        cblas_dgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)g.U, (int)g.GU, (int)g.BT, 1.0, hprev, (int)g.U, dHP,
+                    (int)g.GU, 0.0, res + g.In * g.GU, (int)g.GU);
+        free(hprev);
+        double *dbW = res + (g.In + g.U) * g.GU, *dbR = dbW + g.GU;
+        for (int64_t r = 0; r < g.BT; ++r)
+            for (int64_t j = 0; j < g.GU; ++j) {
+                dbW[j] += dXP[r * g.GU + j];
+                dbR[j] += dHP[r * g.GU + j];
+            }
     }
     kb_convert(res, KB_FLOAT64, out->data, out->dtype, out->size);
     goto done;
 oom:
     st = kb_set_error(KB_ERR_OUT_OF_MEMORY, "%s: out of host memory for the recurrent layer's buffers", ex->op);
 done:
-    if (dHP != dXP) free(dHP);
-    free(dXP);
+    /* act / cs / hph / dXP / dHP point into res, pk or dpk */
+    s.act = s.cs = s.hph = NULL;
     free(dh);
     free(dc);
     free(res);
+    free(pk);
+    free(dpk);
     free_state(&s);
     return st;
 }

@@ -13,21 +13,28 @@
  * s = sigmoid. The output sequence is h_1 .. h_T; h_n = h_T. go_backwards (the public functions)
  * reverses x along time first, as the Keras CuDNN layers: the outputs stay in processing order.
  *
- * Ops (one output each, so results are packed; kH = 2 for LSTM (h and c), 1 otherwise):
- *   cudnn_rnn(x, h0, c0, kernel, recurrent_kernel, bias) -> (B, kH + T, U):
- *       row 0 = h_n, row 1 = c_n (LSTM), rows kH .. kH+T-1 = the outputs h_1 .. h_T.
- *   cudnn_rnn_backward_data(x, h0, c0, kernel, recurrent_kernel, bias, dy) -> (B, kH + T, W),
- *       W = max(I, U), dy = the gradient of cudnn_rnn's packed output: row 0 [:U] = dh0, row 1
- *       [:U] = dc0 (LSTM), rows kH.. [:I] = dx; the unused columns are zero.
- *   cudnn_rnn_backward_weights(same inputs) -> (I + U + 2, G*U): rows 0..I-1 = dkernel, rows
- *       I..I+U-1 = drecurrent_kernel, row I+U = d(input bias), row I+U+1 = d(recurrent bias).
- * Every slice of these packs starts at a fixed row, so B and T may be unknown at graph build;
- * I, U (the weight shapes) must be known. The backward ops take the forward's inputs, not its
- * output: each recomputes the forward it needs (the CPU kernels keep the gate activations of that
- * recomputation; on the GPU cuDNN's training forward fills the reserve space BackwardData and
- * BackwardWeights read, and BackwardWeights reads the reserve as BackwardData left it, so the
- * weights op runs forward + backward-data + backward-weights). The forward op itself runs cuDNN's
- * inference mode (no reserve): it cannot know whether a gradient will follow.
+ * Ops (one output each, so results are packed). kH = 2 for LSTM (h and c), 1 otherwise; R = kH + T
+ * rows per batch entry; W = max(I, U); NB = 1 + 2G blocks. Block 0 of a pack holds what the
+ * graph reads; blocks 1.. are a device-specific reserve, written by one op and read by the next:
+ *   cudnn_rnn(x, h0, c0, kernel, recurrent_kernel, bias) -> (NB, B, R, U):
+ *       block 0: row 0 = h_n, row 1 = c_n (LSTM), rows kH .. kH+T-1 = the outputs h_1 .. h_T;
+ *       reserve: CPU = the gate activations (B*T, G*U) then the LSTM cells / GRU h . R_h + bR_h
+ *       (B*T, U); GPU = cuDNN's training reserve space (from the first 256-byte multiple).
+ *   cudnn_rnn_backward_data(x, h0, c0, kernel, recurrent_kernel, bias, pack, dpack) -> (NB, B, R, W):
+ *       dpack = the gradient of cudnn_rnn's pack (only block 0 is read); block 0: row 0 [:U] =
+ *       dh0, row 1 [:U] = dc0 (LSTM), rows kH.. [:I] = dx, unused columns zero; reserve: CPU = the
+ *       pre-activation gradients dXP then (GRU) dHP (B*T, G*U) each; GPU = cuDNN's reserve as
+ *       cudnnRNNBackwardData_v8 left it (what cudnnRNNBackwardWeights_v8 reads).
+ *   cudnn_rnn_backward_weights(x, h0, c0, kernel, recurrent_kernel, bias, pack, data_pack)
+ *       -> (I + U + 2, G*U): rows 0..I-1 = dkernel, rows I..I+U-1 = drecurrent_kernel, row I+U =
+ *       d(input bias), row I+U+1 = d(recurrent bias).
+ * So the GPU runs one training forward, one backward-data and one backward-weights per training
+ * step, as a fused layer should, though each op has one output. Every slice of block 0 starts at a
+ * fixed index, so B and T may be unknown at graph build; I, U (the weight shapes) must be known.
+ * When cuDNN's reserve does not fit the 2G blocks (decided from the plan's sizes, the same way by
+ * all three kernels), the GPU falls back: the forward runs cuDNN's inference mode, backward-data
+ * recomputes the training forward and keeps dpack's block 0 in its reserve, and backward-weights
+ * recomputes the forward and backward-data from it (kernels/rnn.cu).
  *
  * Absent initial states (Keras initial_state None = zeros) are not inputs: the slot holds x and
  * the attribute says "absent" (cuDNN takes NULL hx / cx as zeros); they get no gradient.
@@ -127,13 +134,15 @@ static kb_status check_inputs(const char *op, const kb_attrs *a, const kb_desc *
     return KB_OK;
 }
 
+/* (1 + 2G, B, kH + T, width) */
 static void packed_desc(const rnn_geom *g, kb_dtype dt, int64_t width, kb_desc *out) {
     memset(out, 0, sizeof *out);
     out->dtype = dt;
-    out->rank = 3;
-    out->shape[0] = g->B;
-    out->shape[1] = g->T < 0 ? KB_NONE : g->kH + g->T;
-    out->shape[2] = width;
+    out->rank = 4;
+    out->shape[0] = 1 + 2 * g->G;
+    out->shape[1] = g->B;
+    out->shape[2] = g->T < 0 ? KB_NONE : g->kH + g->T;
+    out->shape[3] = width;
 }
 
 static kb_status infer_cudnn_rnn(const char *op, const kb_attrs *a, const kb_desc *in, int n_in, kb_desc *out) {
@@ -144,34 +153,41 @@ static kb_status infer_cudnn_rnn(const char *op, const kb_attrs *a, const kb_des
     return kb_check_size(op, out);
 }
 
-/* The backward ops: in[6] is the gradient of cudnn_rnn's packed output. */
-static kb_status check_dy(const char *op, const kb_attrs *a, const kb_desc *in, rnn_geom *g) {
-    KB_TRY(check_inputs(op, a, in, g));
+/* in[j] must be a pack of width `width` (what cudnn_rnn / cudnn_rnn_backward_data make). */
+static kb_status check_pack(const char *op, const kb_desc *in, int j, const rnn_geom *g, int64_t width, const char *what) {
     kb_desc y;
-    packed_desc(g, in[0].dtype, g->U, &y);
-    int bad = in[6].dtype != y.dtype || in[6].rank != 3;
-    for (int d = 0; d < 3 && !bad; ++d) bad = !known_is(in[6].shape[d], y.shape[d]);
+    packed_desc(g, in[0].dtype, width, &y);
+    int bad = in[j].dtype != y.dtype || in[j].rank != 4;
+    for (int d = 0; d < 4 && !bad; ++d) bad = !known_is(in[j].shape[d], y.shape[d]);
     if (bad) {
         char s1[160], s2[160];
-        return kb_set_error(KB_ERR_SHAPE, "%s: dy %s (%s) does not match the packed recurrent output %s (%s)", op,
-                            kb_shape_str(&in[6], s1, sizeof s1), kb_dtype_name(in[6].dtype),
+        return kb_set_error(KB_ERR_SHAPE, "%s: %s %s (%s) does not match the packed recurrent layout %s (%s)", op, what,
+                            kb_shape_str(&in[j], s1, sizeof s1), kb_dtype_name(in[j].dtype),
                             kb_shape_str(&y, s2, sizeof s2), kb_dtype_name(y.dtype));
     }
     return KB_OK;
 }
 
+static int64_t width_of(const rnn_geom *g) { return g->I > g->U ? g->I : g->U; }
+
+/* backward-data: in[6] = cudnn_rnn's pack, in[7] = its gradient. */
 static kb_status infer_backward_data(const char *op, const kb_attrs *a, const kb_desc *in, int n_in, kb_desc *out) {
     (void)n_in;
     rnn_geom g;
-    KB_TRY(check_dy(op, a, in, &g));
-    packed_desc(&g, in[0].dtype, g.I > g.U ? g.I : g.U, out);
+    KB_TRY(check_inputs(op, a, in, &g));
+    KB_TRY(check_pack(op, in, 6, &g, g.U, "pack"));
+    KB_TRY(check_pack(op, in, 7, &g, g.U, "dpack"));
+    packed_desc(&g, in[0].dtype, width_of(&g), out);
     return kb_check_size(op, out);
 }
 
+/* backward-weights: in[6] = cudnn_rnn's pack, in[7] = cudnn_rnn_backward_data's pack. */
 static kb_status infer_backward_weights(const char *op, const kb_attrs *a, const kb_desc *in, int n_in, kb_desc *out) {
     (void)n_in;
     rnn_geom g;
-    KB_TRY(check_dy(op, a, in, &g));
+    KB_TRY(check_inputs(op, a, in, &g));
+    KB_TRY(check_pack(op, in, 6, &g, g.U, "pack"));
+    KB_TRY(check_pack(op, in, 7, &g, width_of(&g), "data_pack"));
     memset(out, 0, sizeof *out);
     out->dtype = in[0].dtype;
     out->rank = 2;
@@ -182,27 +198,31 @@ static kb_status infer_backward_weights(const char *op, const kb_attrs *a, const
 
 /* ---- gradients ------------------------------------------------------------------------------ */
 
-static kb_tensor *slice3(kb_tensor *t, int64_t s0, int64_t s1, int64_t s2, int64_t n0, int64_t n1, int64_t n2) {
-    int64_t st[3] = {s0, s1, s2}, sz[3] = {n0, n1, n2};
-    return kb_slice(t, st, sz, 3);
+/* Rows [row, row + nrows) (nrows -1: to the end) of block 0, first `width` columns: (B, n, width). */
+static kb_tensor *block_rows(kb_tensor *t, int64_t row, int64_t nrows, int64_t width) {
+    int64_t st[4] = {0, 0, row, 0}, sz[4] = {1, -1, nrows, width};
+    return kb_squeeze(kb_slice(t, st, sz, 4), 0);
 }
 
-/* Row `row` of a (B, R, W) pack, first `width` columns, as (B, width). */
+/* One row of block 0 as (B, width). */
 static kb_tensor *pack_row(kb_tensor *t, int64_t row, int64_t width) {
-    return kb_squeeze(slice3(t, 0, row, 0, -1, 1, width), 1);
+    return kb_squeeze(block_rows(t, row, 1, width), 1);
 }
 
 static kb_status grad_cudnn_rnn(kb_tensor *n, kb_tensor *dy, kb_tensor **dx) {
     const kb_attrs *a = &n->attrs;
     int mode = (int)a->i64[0], kH = mode == KB_RNN_MODE_LSTM ? 2 : 1;
     int64_t I = n->in[3]->desc.shape[0], U = n->in[4]->desc.shape[0], GU = n->in[4]->desc.shape[1];
-    kb_tensor *in[7];
+    kb_tensor *in[8];
     for (int i = 0; i < 6; ++i) in[i] = n->in[i];
-    in[6] = dy;
-    kb_tensor *bd = kb_node("cudnn_rnn_backward_data", KB_OP_CUDNN_RNN_BACKWARD_DATA, in, 7, a);
-    kb_tensor *bw = kb_node("cudnn_rnn_backward_weights", KB_OP_CUDNN_RNN_BACKWARD_WEIGHTS, in, 7, a);
-    if (!bd || !bw) return kb_last_status();
-    dx[0] = slice3(bd, 0, kH, 0, -1, -1, I);
+    in[6] = n;
+    in[7] = dy;
+    kb_tensor *bd = kb_node("cudnn_rnn_backward_data", KB_OP_CUDNN_RNN_BACKWARD_DATA, in, 8, a);
+    if (!bd) return kb_last_status();
+    in[7] = bd;
+    kb_tensor *bw = kb_node("cudnn_rnn_backward_weights", KB_OP_CUDNN_RNN_BACKWARD_WEIGHTS, in, 8, a);
+    if (!bw) return kb_last_status();
+    dx[0] = block_rows(bd, kH, -1, I);
     dx[1] = a->i64[1] ? pack_row(bd, 0, U) : NULL;
     dx[2] = a->i64[2] ? pack_row(bd, 1, U) : NULL;
     int64_t ks[2] = {0, 0}, kz[2] = {I, -1}, rs[2] = {I, 0}, rz[2] = {U, -1}, bs[2] = {I + U, 0}, bz[2] = {2, -1};
@@ -226,10 +246,10 @@ static kb_status grad_backward(kb_tensor *n, kb_tensor *dy, kb_tensor **dx) {
 const kb_op_def kb_opdef_cudnn_rnn = {"cudnn_rnn", 6, 0, infer_cudnn_rnn, grad_cudnn_rnn, kb_cpu_cudnn_rnn,
                                       KB_CUDA_KERNEL(cudnn_rnn)};
 const kb_op_def kb_opdef_cudnn_rnn_backward_data = {
-    "cudnn_rnn_backward_data", 7, KB_OPF_INTERNAL | KB_OPF_NONDIFF, infer_backward_data, grad_backward,
+    "cudnn_rnn_backward_data", 8, KB_OPF_INTERNAL | KB_OPF_NONDIFF, infer_backward_data, grad_backward,
     kb_cpu_cudnn_rnn_backward_data, KB_CUDA_KERNEL(cudnn_rnn_backward_data)};
 const kb_op_def kb_opdef_cudnn_rnn_backward_weights = {
-    "cudnn_rnn_backward_weights", 7, KB_OPF_INTERNAL | KB_OPF_NONDIFF, infer_backward_weights, grad_backward,
+    "cudnn_rnn_backward_weights", 8, KB_OPF_INTERNAL | KB_OPF_NONDIFF, infer_backward_weights, grad_backward,
     kb_cpu_cudnn_rnn_backward_weights, KB_CUDA_KERNEL(cudnn_rnn_backward_weights)};
 
 /* ---- public constructors -------------------------------------------------------------------- */
@@ -269,7 +289,7 @@ static kb_status rnn_layer(const char *fn, int mode, kb_tensor *x, kb_tensor *h0
     kb_tensor *p = kb_node(fn, KB_OP_CUDNN_RNN, in, 6, &a);
     if (!p) return kb_last_status();
     int kH = mode == KB_RNN_MODE_LSTM ? 2 : 1;
-    kb_tensor *o = outputs ? slice3(p, 0, kH, 0, -1, -1, -1) : NULL;
+    kb_tensor *o = outputs ? block_rows(p, kH, -1, -1) : NULL;
     kb_tensor *h = h_n ? pack_row(p, 0, -1) : NULL;
     kb_tensor *c = c_n ? pack_row(p, 1, -1) : NULL;
     if ((outputs && !o) || (h_n && !h) || (c_n && !c)) return kb_last_status();
