@@ -1,6 +1,7 @@
 // Op cases of the control family (see op_cases.h): the loop node and its part ops, reached through
 // map_fn (a captured variable), rnn (a tanh step with captured weights, a mask and go_backwards:
-// the gradient is backpropagation through time) and the vector-Jacobian product of foldl
+// the gradient is backpropagation through time), the lazy switch_fn (both branches) and the
+// vector-Jacobian product of foldl
 // (loop_part_grad and the backward loop node). Second derivatives through loops are not
 // supported, so the last case has no finite-difference check.
 #include "op_cases.h"
@@ -21,6 +22,16 @@ kb_status tanh_step(kb_tensor *x, kb_tensor *const *states, int, void *user, kb_
     *out = kb_tanh(kb_add(kb_dot(x, w->W), kb_dot(states[0], w->U)));
     ns[0] = *out;
     return *out ? KB_OK : kb_last_status();
+}
+
+struct Pair {
+    kb_tensor *x, *w;
+};
+kb_tensor *then_mul(void *u) { return kb_multiply(((Pair *)u)->x, ((Pair *)u)->w); }
+kb_tensor *else_tanh(void *u) { return kb_tanh(kb_add(((Pair *)u)->x, ((Pair *)u)->w)); }
+kb_tensor *lazy_switch(kb_context *ctx, In in, double cond) {
+    Pair p{in[0], in[1]};
+    return kb_switch_fn(kb_constant_scalar(ctx, cond, KB_INT32, nullptr, 0), then_mul, else_tanh, &p);
 }
 
 kb_tensor *rnn_outputs(kb_context *ctx, In in, int back, int masked) {
@@ -46,6 +57,12 @@ void add_control_cases(std::vector<OpCase> &v) {
     v.push_back(mk(
         KB_OP_LOOP_PART, "rnn_tanh_backwards_masked", [](kb_context *c, In in) { return rnn_outputs(c, in, 1, 1); },
         {rnn_shapes[0], rnn_shapes[1], rnn_shapes[2], rnn_shapes[3]}, {sym}, true, T32R, T64R));
+    v.push_back(mk(
+        KB_OP_LOOP_PART, "switch_fn_then", [](kb_context *c, In in) { return lazy_switch(c, in, 3); }, {{2, 3}, {2, 3}},
+        {sym}, true));
+    v.push_back(mk(
+        KB_OP_LOOP_PART, "switch_fn_else", [](kb_context *c, In in) { return lazy_switch(c, in, 0); }, {{2, 3}, {2, 3}},
+        {sym}, true));
     v.push_back(mk(
         KB_OP_LOOP_PART_GRAD, "foldl_vjp",
         [](kb_context *, In in) { return vjp(kb_foldl(mul_acc, in[2], in[0], in[1]), in[3], in[0]); },

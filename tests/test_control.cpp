@@ -493,6 +493,73 @@ TEST_F(Control, SecondDerivativeThroughALoopIsRefused) {
     EXPECT_TRUE(has_error(KB_ERR_NOT_SUPPORTED, {"second derivatives", "loop"}));
 }
 
+// ---- lazy switch ---------------------------------------------------------------------------------
+
+struct Branches {
+    kb_tensor *x, *w, *bad_index;
+};
+kb_tensor *then_mul(void *u) {  // x * w
+    Branches *b = (Branches *)u;
+    return kb_multiply(b->x, b->w);
+}
+kb_tensor *else_gather(void *u) {  // x + gather(x, index): an out-of-range index fails if it runs
+    Branches *b = (Branches *)u;
+    return kb_add(b->x, kb_gather(b->x, b->bad_index));
+}
+kb_tensor *else_square(void *u) { return kb_square(((Branches *)u)->x); }
+kb_tensor *else_wrong_shape(void *u) { return ((Branches *)u)->w; }
+
+TEST_F(Control, SwitchFnRunsOnlyTheSelectedBranch) {
+    auto xv = kbt::random_values(gen, 3, -1, 1), wv = kbt::random_values(gen, 3, -1, 1);
+    Branches b{kbt::make_var(ctx, xv, {3}), kbt::make_var(ctx, wv, {3}), kbt::make_var(ctx, {7, 7, 7}, {3}, KB_INT32)};
+    kb_tensor *c = placeholder(ctx, {}, KB_INT32, "c");
+    kb_tensor *y = kb_switch_fn(c, then_mul, else_gather, &b);
+    ASSERT_NE(y, nullptr) << kb_last_error();
+    EXPECT_EQ(kbt::static_shape(y), (Shape{3}));
+    auto xr = kbt::rounded(xv, KB_FLOAT32), wr = kbt::rounded(wv, KB_FLOAT32);
+    std::vector<double> want(3);
+    for (int i = 0; i < 3; ++i) want[i] = xr[i] * wr[i];
+    for (int cv : {1, 5}) {  // non-zero: then; the else branch (which would fail) never runs
+        auto cb = kbt::to_bytes({(double)cv}, KB_INT32);
+        auto r = kbt::run_function(ctx, {y}, KB_DEVICE_CPU, {c}, {kbt::feed_of(cb, KB_INT32, {})});
+        ASSERT_EQ(r.status, KB_OK) << r.error;
+        EXPECT_TRUE(allclose(r.outs[0].v, kbt::rounded(want, KB_FLOAT32), 0, 0));
+    }
+    auto cb = kbt::to_bytes({0.0}, KB_INT32);
+    auto r = kbt::run_function(ctx, {y}, KB_DEVICE_CPU, {c}, {kbt::feed_of(cb, KB_INT32, {})});
+    EXPECT_NE(r.status, KB_OK);  // the else branch ran: its gather index is out of range
+    EXPECT_NE(r.error.find("gather"), std::string::npos) << r.error;
+    // an else branch that runs fine
+    kb_tensor *y2 = kb_switch_fn(c, then_mul, else_square, &b);
+    ASSERT_NE(y2, nullptr) << kb_last_error();
+    r = kbt::run_function(ctx, {y2}, KB_DEVICE_CPU, {c}, {kbt::feed_of(cb, KB_INT32, {})});
+    ASSERT_EQ(r.status, KB_OK) << r.error;
+    for (int i = 0; i < 3; ++i) want[i] = xr[i] * xr[i];
+    EXPECT_TRUE(allclose(r.outs[0].v, kbt::rounded(want, KB_FLOAT32), 0, 0));
+}
+
+TEST_F(Control, SwitchFnGradientsAndBadInput) {
+    auto xv = kbt::random_values(gen, 3, -1, 1), wv = kbt::random_values(gen, 3, -1, 1);
+    for (double cv : {1.0, 0.0}) {
+        EXPECT_TRUE(kbt::grad_check(
+            ctx,
+            [cv](kb_context *cx, const std::vector<kb_tensor *> &in) {
+                static Branches b;
+                b = Branches{in[0], in[1], nullptr};
+                return kb_switch_fn(kb_constant_scalar(cx, cv, KB_FLOAT32, nullptr, 0), then_mul, else_square, &b);
+            },
+            {{3}, {3}}, {xv, wv}, gen))
+            << "condition " << cv;
+    }
+    Branches b{kbt::make_var(ctx, xv, {3}), kbt::make_var(ctx, {1, 2}, {2}), nullptr};
+    kb_tensor *c = kb_constant_scalar(ctx, 1, KB_BOOL, nullptr, 0);
+    kb_tensor *cv = kbt::make_var(ctx, {1, 0}, {2}, KB_BOOL);
+    EXPECT_NULL_WITH(kb_switch_fn(cv, then_mul, else_square, &b), KB_ERR_SHAPE, {"kb_switch_fn", "scalar"});
+    EXPECT_NULL_WITH(kb_switch_fn(c, nullptr, else_square, &b), KB_ERR_INVALID_ARGUMENT, {"kb_switch_fn", "then_fn"});
+    EXPECT_NULL_WITH(kb_switch_fn(c, else_square, else_wrong_shape, &b), KB_ERR_SHAPE, {"kb_switch_fn", "branches"});
+    EXPECT_NULL_WITH(kb_switch_fn(c, then_mul, else_square, &b), KB_ERR_SHAPE, {"kb_multiply"});  // (3,) * (2,)
+}
+
 // ---- nesting and devices -----------------------------------------------------------------------
 
 kb_tensor *row_sum_fold(kb_tensor *row, void *one) {  // map_fn body that runs a foldl itself

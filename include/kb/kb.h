@@ -804,6 +804,17 @@ KB_API kb_status kb_rnn(kb_step_fn step_function, void *user, kb_tensor *inputs,
                         int n_states, int go_backwards, kb_tensor *mask, kb_tensor *const *constants, int n_constants,
                         int unroll, int64_t input_length, kb_tensor **last_output, kb_tensor **outputs,
                         kb_tensor **new_states);
+/** kb_switch_fn's branches: build and return the branch's value (any tensors they use are captured). */
+typedef kb_tensor *(*kb_branch_fn)(void *user);
+/**
+ * Keras switch with a scalar condition and callable branches (tf.cond): both branches are traced
+ * once, and each call of a function runs ONLY the branch that \p condition (rank 0, any dtype,
+ * non-zero is true) selects; that read waits for the device. The branches' results must have
+ * one dtype (KB_ERR_DTYPE) and one shape (KB_ERR_SHAPE, also when the function runs). A
+ * condition of rank > 0 is KB_ERR_SHAPE (use kb_switch). Gradient: through the selected branch
+ * to what it uses, none to the condition. Same loop-node limits as kb_map_fn.
+ */
+KB_API kb_tensor *kb_switch_fn(kb_tensor *condition, kb_branch_fn then_fn, kb_branch_fn else_fn, void *user);
 
 /* -- fused recurrent layers (ops/rnn.c) -- */
 /** Activation of kb_cudnn_simple_rnn (cuDNN's RNN_TANH / RNN_RELU cells). */

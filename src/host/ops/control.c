@@ -32,17 +32,9 @@
 enum { ROLE_INTERNAL, ROLE_SEQ, ROLE_CARRY_IN, ROLE_CARRY_ZERO, ROLE_CAP };
 enum { PART_ALL = 0, PART_LAST = 1 };
 
-typedef struct kb_loop {
-    kb_context *ctx;
-    int n_seq, n_carry, n_cap, n_y, n_in;
-    unsigned char rev[LMAX], lag[LMAX]; /* per sequence */
-    int lag_in[LMAX];                   /* per sequence: input index of a lagged one's start, -1: zeros */
-    int carry_in[2 * LMAX];             /* per carry: input index of its initial value, -1: zeros */
-    int out_rev, backward;
-    kb_dtype dtype;                     /* of the rows */
-    kb_tensor *ph[3 * LMAX];            /* body placeholders: sequence slices, then carries */
-    kb_tensor *outs[3 * LMAX];          /* body outputs: n_y, then n_carry */
-    kb_tensor *caps[LMAX];
+/* One traced body (a loop has one; a lazy switch has two that share the placeholders). */
+typedef struct kb_body {
+    kb_tensor *outs[3 * LMAX]; /* body outputs: n_y, then n_carry */
     /* the body's nodes in id order (for shape inference): placeholders, captures, internal */
     int n_nodes;
     kb_tensor **nodes;
@@ -50,19 +42,36 @@ typedef struct kb_loop {
     int *src;      /* SEQ / CARRY_IN / CAP: input index; CARRY_ZERO: node whose shape it has */
     int *in_idx;   /* internal ops: node index of each input (n_nodes * LMAX) */
     int out_idx[3 * LMAX];
-    int64_t r[4];  /* ids made by the trace(s): [r0, r1) and [r2, r3) */
     kb_function *fn[2]; /* compiled body: CPU, CUDA */
+} kb_body;
+
+typedef struct kb_loop {
+    kb_context *ctx;
+    int n_seq, n_carry, n_cap, n_y, n_in;
+    unsigned char rev[LMAX], lag[LMAX]; /* per sequence */
+    int lag_in[LMAX];                   /* per sequence: input index of a lagged one's start, -1: zeros */
+    int carry_in[2 * LMAX];             /* per carry: input index of its initial value, -1: zeros */
+    int out_rev, backward;
+    int nb;                             /* bodies: 1, or 2 (switch: body 0 where the selector is non-zero) */
+    int sel_in;                         /* input index of the rank-0 selector (nb == 2), else -1 */
+    kb_dtype dtype;                     /* of the rows */
+    kb_tensor *ph[3 * LMAX];            /* body placeholders: sequence slices, then carries */
+    kb_tensor *caps[LMAX];
+    kb_body b[2];
+    int64_t r[6];  /* ids made by the trace(s): [r0, r1), [r2, r3), [r4, r5) */
 } kb_loop;
 
 static void loop_free(void *p) {
     kb_loop *L = (kb_loop *)p;
     if (!L) return;
-    kb_function_free(L->fn[0]);
-    kb_function_free(L->fn[1]);
-    free(L->nodes);
-    free(L->role);
-    free(L->src);
-    free(L->in_idx);
+    for (int i = 0; i < 2; ++i) {
+        kb_function_free(L->b[i].fn[0]);
+        kb_function_free(L->b[i].fn[1]);
+        free(L->b[i].nodes);
+        free(L->b[i].role);
+        free(L->b[i].src);
+        free(L->b[i].in_idx);
+    }
     free(L);
 }
 
@@ -74,35 +83,25 @@ static kb_loop *loop_of(const kb_attrs *a) { return (kb_loop *)(intptr_t)a->i64[
 static int64_t dsize(const kb_desc *d) { return kb_desc_size(d); }
 
 /* The concrete (or symbolic) descs of the body outputs for the loop inputs \p in; *T the steps. */
-static kb_status walk(const char *op, const kb_loop *L, const kb_desc *in, int n_in, kb_desc *parts, int64_t *T) {
+static kb_status walk_body(const char *op, const kb_loop *L, const kb_body *Bd, const kb_desc *in, kb_desc *parts) {
     char s1[128], s2[128];
-    if (n_in != L->n_in)
-        return kb_set_error(KB_ERR_INTERNAL, "%s: the loop takes %d inputs, got %d", op, L->n_in, n_in);
-    *T = KB_NONE;
-    for (int j = 0; j < L->n_seq; ++j) {
-        if (in[j].rank < 1) return kb_set_error(KB_ERR_SHAPE, "%s: sequence %d is a scalar", op, j);
-        int64_t t = in[j].shape[0];
-        if (t != KB_NONE && *T != KB_NONE && t != *T)
-            return kb_set_error(KB_ERR_SHAPE, "%s: sequences have %lld and %lld steps", op, (long long)*T, (long long)t);
-        if (t != KB_NONE) *T = t;
-    }
-    kb_desc *d = (kb_desc *)calloc((size_t)L->n_nodes + 1, sizeof *d);
+    kb_desc *d = (kb_desc *)calloc((size_t)Bd->n_nodes + 1, sizeof *d);
     if (!d) return kb_set_error(KB_ERR_OUT_OF_MEMORY, "%s: out of host memory", op);
     kb_status st = KB_OK;
-    for (int i = 0; i < L->n_nodes && st == KB_OK; ++i) {
-        kb_tensor *t = L->nodes[i];
-        switch (L->role[i]) {
+    for (int i = 0; i < Bd->n_nodes && st == KB_OK; ++i) {
+        kb_tensor *t = Bd->nodes[i];
+        switch (Bd->role[i]) {
         case ROLE_SEQ: {
-            const kb_desc *s = &in[L->src[i]];
+            const kb_desc *s = &in[Bd->src[i]];
             d[i].dtype = s->dtype;
             d[i].rank = s->rank - 1;
             for (int k = 1; k < s->rank; ++k) d[i].shape[k - 1] = s->shape[k];
             break;
         }
         case ROLE_CARRY_IN:
-        case ROLE_CAP: d[i] = in[L->src[i]]; break;
+        case ROLE_CAP: d[i] = in[Bd->src[i]]; break;
         case ROLE_CARRY_ZERO:
-            d[i] = d[L->src[i]];
+            d[i] = d[Bd->src[i]];
             d[i].dtype = t->desc.dtype;
             break;
         default:
@@ -113,21 +112,21 @@ static kb_status walk(const char *op, const kb_loop *L, const kb_desc *in, int n
             {
                 kb_desc x[KB_MAX_INPUTS];
                 char label[64];
-                for (int k = 0; k < t->n_in; ++k) x[k] = d[L->in_idx[i * LMAX + k]];
+                for (int k = 0; k < t->n_in; ++k) x[k] = d[Bd->in_idx[i * LMAX + k]];
                 snprintf(label, sizeof label, "%s (loop body %s#%lld)", op, kb_op_table[t->op]->name, (long long)t->id);
                 st = kb_op_table[t->op]->infer(label, &t->attrs, x, t->n_in, &d[i]);
             }
         }
-        if (st == KB_OK && L->role[i] != ROLE_INTERNAL && d[i].dtype != t->desc.dtype)
+        if (st == KB_OK && Bd->role[i] != ROLE_INTERNAL && d[i].dtype != t->desc.dtype)
             st = kb_set_error(KB_ERR_DTYPE, "%s: loop input for %s has dtype %s, the body was traced with %s", op, t->name,
                               kb_dtype_name(d[i].dtype), kb_dtype_name(t->desc.dtype));
     }
-    for (int i = 0; i < L->n_y + L->n_carry && st == KB_OK; ++i) parts[i] = d[L->out_idx[i]];
+    for (int i = 0; i < L->n_y + L->n_carry && st == KB_OK; ++i) parts[i] = d[Bd->out_idx[i]];
     for (int k = 0; k < L->n_carry && st == KB_OK; ++k) { /* a carried value keeps its shape */
         const kb_desc *a = &parts[L->n_y + k];
         int pi = -1;
-        for (int i = 0; i < L->n_nodes; ++i)
-            if (L->nodes[i] == L->ph[L->n_seq + k]) pi = i;
+        for (int i = 0; i < Bd->n_nodes; ++i)
+            if (Bd->nodes[i] == L->ph[L->n_seq + k]) pi = i;
         const kb_desc *b = &d[pi];
         int ok = a->rank == b->rank;
         for (int q = 0; ok && q < a->rank; ++q)
@@ -138,6 +137,44 @@ static kb_status walk(const char *op, const kb_loop *L, const kb_desc *in, int n
     }
     free(d);
     return st;
+}
+
+/* The descs of the body outputs (one body's, or the two switch bodies' when they agree) for
+ * the loop inputs \p in; *T the steps. */
+static kb_status walk(const char *op, const kb_loop *L, const kb_desc *in, int n_in, kb_desc *parts, int64_t *T) {
+    char s1[128], s2[128];
+    if (n_in != L->n_in)
+        return kb_set_error(KB_ERR_INTERNAL, "%s: the loop takes %d inputs, got %d", op, L->n_in, n_in);
+    *T = L->n_seq ? KB_NONE : 1; /* a switch without sequences is one step */
+    for (int j = 0; j < L->n_seq; ++j) {
+        if (in[j].rank < 1) return kb_set_error(KB_ERR_SHAPE, "%s: sequence %d is a scalar", op, j);
+        int64_t t = in[j].shape[0];
+        if (t != KB_NONE && *T != KB_NONE && t != *T)
+            return kb_set_error(KB_ERR_SHAPE, "%s: sequences have %lld and %lld steps", op, (long long)*T, (long long)t);
+        if (t != KB_NONE) *T = t;
+    }
+    if (L->nb == 2 && in[L->sel_in].rank != 0) {
+        char s[128];
+        return kb_set_error(KB_ERR_SHAPE, "%s: the condition has shape %s; it must be a scalar", op,
+                            kb_shape_str(&in[L->sel_in], s, sizeof s));
+    }
+    KB_TRY(walk_body(op, L, &L->b[0], in, parts));
+    if (L->nb == 1) return KB_OK;
+    kb_desc other[3 * LMAX];
+    KB_TRY(walk_body(op, L, &L->b[1], in, other));
+    for (int i = 0; i < L->n_y + L->n_carry; ++i) {
+        const kb_desc *a = &parts[i], *b = &other[i];
+        int same = a->rank == b->rank && a->dtype == b->dtype;
+        for (int q = 0; same && q < a->rank; ++q)
+            same = a->shape[q] == KB_NONE || b->shape[q] == KB_NONE || a->shape[q] == b->shape[q];
+        if (!same)
+            return kb_set_error(KB_ERR_SHAPE, "%s: the branches give %s %s and %s %s; they must agree", op,
+                                kb_dtype_name(a->dtype), kb_shape_str(a, s1, sizeof s1), kb_dtype_name(b->dtype),
+                                kb_shape_str(b, s2, sizeof s2));
+        for (int q = 0; q < a->rank; ++q) /* a dim one branch knows */
+            if (parts[i].shape[q] == KB_NONE) parts[i].shape[q] = b->shape[q];
+    }
+    return KB_OK;
 }
 
 static kb_status infer_loop(const char *op, const kb_attrs *a, const kb_desc *in, int n_in, kb_desc *out) {
@@ -244,12 +281,20 @@ kb_status kb_loop_run(const kb_exec *ex, const kb_attrs *a, const kb_buf *in, in
     const kb_device_api *api = kb_ctx_api(ctx, device, &dev);
     int di = device == KB_DEVICE_CUDA;
     int n_ph = L->n_seq + L->n_carry, n_cut = n_ph + L->n_cap, n_out = L->n_y + L->n_carry;
-    if (!L->fn[di]) {
+    kb_body *Bd = &L->b[0];
+    if (L->nb == 2) { /* the selector decides on the host (a device read waits for the stream) */
+        unsigned char v[8] = {0};
+        size_t es = kb_dtype_size(in[L->sel_in].dtype);
+        KB_TRY(api->copy_d2h(dev, v, in[L->sel_in].data, es));
+        KB_TRY(api->sync(dev));
+        if (kb_load_f64(v, in[L->sel_in].dtype, 0) == 0) Bd = &L->b[1];
+    }
+    if (!Bd->fn[di]) {
         kb_tensor *cuts[4 * LMAX];
         for (int i = 0; i < n_ph; ++i) cuts[i] = L->ph[i];
         for (int m = 0; m < L->n_cap; ++m) cuts[n_ph + m] = L->caps[m];
-        L->fn[di] = kb_function_new_body(ctx, cuts, n_cut, L->outs, n_out, device);
-        if (!L->fn[di]) return kb_last_status();
+        Bd->fn[di] = kb_function_new_body(ctx, cuts, n_cut, Bd->outs, n_out, device);
+        if (!Bd->fn[di]) return kb_last_status();
     }
     kb_desc d[KB_MAX_INPUTS], parts[3 * LMAX];
     for (int i = 0; i < n_in; ++i) {
@@ -297,7 +342,7 @@ kb_status kb_loop_run(const kb_exec *ex, const kb_attrs *a, const kb_buf *in, in
         for (int k = 0; k < L->n_carry; ++k)
             cut_data[L->n_seq + k] = prev ? prev + (size_t)off[L->n_y + k] * es
                                           : (L->carry_in[k] >= 0 ? in[L->carry_in[k]].data : (void *)zero);
-        st = kb_function_run_body(L->fn[di], cut_data, cut_desc, out_data, out_desc);
+        st = kb_function_run_body(Bd->fn[di], cut_data, cut_desc, out_data, out_desc);
         char *row = rows + (size_t)((L->out_rev ? T - 1 - u : u) * P) * es;
         for (int i = 0; i < n_out && st == KB_OK; ++i) {
             if (dsize(&out_desc[i]) != sz[i])
@@ -322,49 +367,99 @@ typedef struct loop_spec {
     kb_tensor *carry_init[2 * LMAX], *carry_ph[2 * LMAX];
     kb_tensor *zero_src[2 * LMAX]; /* carry_init NULL: a carry that starts at zeros of this tensor's shape */
     int n_y;
-    kb_tensor *ys[2 * LMAX], *carry_out[2 * LMAX];
+    int nb;                        /* bodies (0 counts as 1) */
+    kb_tensor *sel;                /* nb == 2: the rank-0 selector (non-zero: body 0) */
+    kb_tensor *ys[2][2 * LMAX], *carry_out[2][2 * LMAX]; /* per body */
     kb_tensor *extra_caps[LMAX];
     int n_extra;
     int out_rev, backward;
-    int64_t r[4];
+    int64_t r[6];
 } loop_spec;
 
-static kb_tensor *part_node(kb_tensor *src, kb_tensor *loop, int part, int mode, int grad);
+static kb_tensor *part_node(kb_tensor *src, kb_tensor *loop, int part, int mode);
+
+static int made_by_trace(const loop_spec *s, const kb_tensor *t) {
+    for (int i = 0; i < 6; i += 2)
+        if (t->id >= s->r[i] && t->id < s->r[i + 1]) return 1;
+    return 0;
+}
+
+/* Collects body bi's nodes (DFS from its outputs, stopping at placeholders and captures; the
+ * captures are added to L->caps) into list; returns the count, -1 when there are too many captures. */
+static int collect(const loop_spec *s, kb_loop *L, kb_tensor *const *outs, int n_out, int *mark, kb_tensor **stack,
+                   kb_tensor **list, int *n_cap) {
+    int n_ph = s->n_seq + s->n_carry, sp = 0, n_list = 0;
+    for (int i = 0; i < n_ph; ++i) {
+        mark[L->ph[i]->id] = 0;
+        list[n_list++] = L->ph[i];
+    }
+    for (int i = 0; i < n_out + s->n_extra; ++i) {
+        kb_tensor *t = i < n_out ? outs[i] : s->extra_caps[i - n_out];
+        if (mark[t->id] < 0) {
+            mark[t->id] = 0;
+            stack[sp++] = t;
+        }
+    }
+    while (sp) {
+        kb_tensor *t = stack[--sp];
+        list[n_list++] = t;
+        int internal = t->kind != KB_KIND_PLACEHOLDER && made_by_trace(s, t);
+        for (int e = 0; e < s->n_extra; ++e) internal &= s->extra_caps[e] != t;
+        if (!internal) {
+            int known = 0;
+            for (int m = 0; m < *n_cap && m < LMAX; ++m) known |= L->caps[m] == t;
+            if (!known) {
+                if (*n_cap >= LMAX) return -1;
+                L->caps[(*n_cap)++] = t;
+            }
+            continue;
+        }
+        for (int k = 0; k < t->n_in; ++k)
+            if (mark[t->in[k]->id] < 0) {
+                mark[t->in[k]->id] = 0;
+                stack[sp++] = t->in[k];
+            }
+    }
+    return n_list;
+}
 
 static kb_tensor *loop_make(const char *fn, const loop_spec *s) {
-    kb_context *ctx = s->seq[0]->ctx;
-    int n_out = s->n_y + s->n_carry;
+    kb_context *ctx = s->n_seq ? s->seq[0]->ctx : s->sel->ctx;
+    int n_out = s->n_y + s->n_carry, nb = s->nb == 2 ? 2 : 1;
     if (n_out == 0) {
         kb_set_error(KB_ERR_INVALID_ARGUMENT, "%s: the loop has no outputs and no states", fn);
         return NULL;
     }
-    kb_tensor *outs[4 * LMAX];
-    for (int i = 0; i < s->n_y; ++i) outs[i] = s->ys[i];
-    for (int k = 0; k < s->n_carry; ++k) outs[s->n_y + k] = s->carry_out[k];
-    for (int i = 0; i < n_out; ++i) {
-        if (!kb_check_tensor(fn, "the step function's result", outs[i])) return NULL;
-        if (outs[i]->desc.dtype != outs[0]->desc.dtype) {
-            kb_set_error(KB_ERR_DTYPE, "%s: the step function's outputs and states must have one dtype; got %s and %s", fn,
-                         kb_dtype_name(outs[0]->desc.dtype), kb_dtype_name(outs[i]->desc.dtype));
-            return NULL;
+    kb_tensor *outs[2][4 * LMAX];
+    for (int bi = 0; bi < nb; ++bi) {
+        for (int i = 0; i < s->n_y; ++i) outs[bi][i] = s->ys[bi][i];
+        for (int k = 0; k < s->n_carry; ++k) outs[bi][s->n_y + k] = s->carry_out[bi][k];
+        for (int i = 0; i < n_out; ++i) {
+            if (!kb_check_tensor(fn, "the step function's result", outs[bi][i])) return NULL;
+            if (outs[bi][i]->desc.dtype != outs[0][0]->desc.dtype) {
+                kb_set_error(KB_ERR_DTYPE, "%s: the %s must have one dtype; got %s and %s", fn,
+                             nb == 2 ? "branches" : "step function's outputs and states",
+                             kb_dtype_name(outs[0][0]->desc.dtype), kb_dtype_name(outs[bi][i]->desc.dtype));
+                return NULL;
+            }
         }
-    }
-    for (int k = 0; k < s->n_carry; ++k) {
-        const kb_desc *a = &s->carry_out[k]->desc, *b = &s->carry_ph[k]->desc;
-        int ok = a->rank == b->rank && a->dtype == b->dtype;
-        for (int q = 0; ok && q < a->rank; ++q)
-            ok = a->shape[q] == KB_NONE || b->shape[q] == KB_NONE || a->shape[q] == b->shape[q];
-        if (!ok) {
-            char s1[128], s2[128];
-            kb_set_error(KB_ERR_SHAPE, "%s: the step function returns state %d as %s %s; the state is %s %s", fn, k,
-                         kb_dtype_name(a->dtype), kb_shape_str(a, s1, sizeof s1), kb_dtype_name(b->dtype),
-                         kb_shape_str(b, s2, sizeof s2));
-            return NULL;
+        for (int k = 0; k < s->n_carry; ++k) {
+            const kb_desc *a = &s->carry_out[bi][k]->desc, *b = &s->carry_ph[k]->desc;
+            int ok = a->rank == b->rank && a->dtype == b->dtype;
+            for (int q = 0; ok && q < a->rank; ++q)
+                ok = a->shape[q] == KB_NONE || b->shape[q] == KB_NONE || a->shape[q] == b->shape[q];
+            if (!ok) {
+                char s1[128], s2[128];
+                kb_set_error(KB_ERR_SHAPE, "%s: the step function returns state %d as %s %s; the state is %s %s", fn, k,
+                             kb_dtype_name(a->dtype), kb_shape_str(a, s1, sizeof s1), kb_dtype_name(b->dtype),
+                             kb_shape_str(b, s2, sizeof s2));
+                return NULL;
+            }
         }
     }
     kb_loop *L = (kb_loop *)calloc(1, sizeof *L);
     int64_t nt = ctx->n_tensors;
-    int *mark = (int *)malloc(sizeof(int) * (size_t)nt); /* -1 unseen, else 0 */
+    int *mark = (int *)malloc(sizeof(int) * (size_t)nt); /* -1 unseen, else the node's index */
     kb_tensor **stack = (kb_tensor **)malloc(sizeof *stack * (size_t)nt);
     kb_tensor **list = (kb_tensor **)malloc(sizeof *list * (size_t)nt);
     kb_tensor *node = NULL;
@@ -378,56 +473,29 @@ static kb_tensor *loop_make(const char *fn, const loop_spec *s) {
     L->n_y = s->n_y;
     L->out_rev = s->out_rev;
     L->backward = s->backward;
-    L->dtype = outs[0]->desc.dtype;
+    L->nb = nb;
+    L->sel_in = -1;
+    L->dtype = outs[0][0]->desc.dtype;
     memcpy(L->r, s->r, sizeof L->r);
-    for (int i = 0; i < n_out; ++i) L->outs[i] = outs[i];
     for (int j = 0; j < s->n_seq; ++j) L->ph[j] = s->seq_ph[j];
     for (int k = 0; k < s->n_carry; ++k) L->ph[s->n_seq + k] = s->carry_ph[k];
-    int n_ph = s->n_seq + s->n_carry;
-    /* the body: every node the outputs reach, stopping at placeholders of the body and at
-     * captures (not made by the trace, or placeholders of the outer graph) */
-    for (int64_t i = 0; i < nt; ++i) mark[i] = -1;
-    int sp = 0, n_list = 0;
-    for (int i = 0; i < n_ph; ++i) {
-        mark[L->ph[i]->id] = 0;
-        list[n_list++] = L->ph[i];
-    }
-    for (int i = 0; i < n_out + s->n_extra; ++i) {
-        kb_tensor *t = i < n_out ? outs[i] : s->extra_caps[i - n_out];
-        if (mark[t->id] < 0) {
-            mark[t->id] = 0;
-            stack[sp++] = t;
-        }
-    }
+    /* the captures of every body: not made by the trace(s), or placeholders of the outer graph */
     int n_cap = 0;
-    while (sp) {
-        kb_tensor *t = stack[--sp];
-        list[n_list++] = t;
-        int internal = t->kind != KB_KIND_PLACEHOLDER &&
-                       ((t->id >= s->r[0] && t->id < s->r[1]) || (t->id >= s->r[2] && t->id < s->r[3]));
-        int extra = 0;
-        for (int e = 0; e < s->n_extra; ++e) extra |= s->extra_caps[e] == t;
-        if (!internal || extra) {
-            if (n_cap == LMAX) {
-                n_cap++;
-                break;
-            }
-            L->caps[n_cap++] = t;
-            continue;
+    for (int bi = 0; bi < nb; ++bi) {
+        for (int64_t i = 0; i < nt; ++i) mark[i] = -1;
+        if (collect(s, L, outs[bi], n_out, mark, stack, list, &n_cap) < 0) {
+            n_cap = LMAX + 1;
+            break;
         }
-        for (int k = 0; k < t->n_in; ++k)
-            if (mark[t->in[k]->id] < 0) {
-                mark[t->in[k]->id] = 0;
-                stack[sp++] = t->in[k];
-            }
     }
-    /* inputs: sequences, lagged sequences' starts, initial carries, captures (by id) */
-    for (int a = 1; a < n_cap && n_cap <= LMAX; ++a)
-        for (int b = a; b > 0 && L->caps[b - 1]->id > L->caps[b]->id; --b) {
-            kb_tensor *x = L->caps[b];
-            L->caps[b] = L->caps[b - 1];
-            L->caps[b - 1] = x;
-        }
+    if (n_cap <= LMAX)
+        for (int a = 1; a < n_cap; ++a) /* by id: a stable input order */
+            for (int b = a; b > 0 && L->caps[b - 1]->id > L->caps[b]->id; --b) {
+                kb_tensor *x = L->caps[b];
+                L->caps[b] = L->caps[b - 1];
+                L->caps[b - 1] = x;
+            }
+    /* inputs: sequences, lagged sequences' starts, initial carries, the selector, captures */
     kb_tensor *in[4 * LMAX];
     int n_in = 0;
     for (int j = 0; j < s->n_seq; ++j) in[n_in++] = s->seq[j];
@@ -447,61 +515,74 @@ static kb_tensor *loop_make(const char *fn, const loop_spec *s) {
             in[n_in++] = s->carry_init[k];
         }
     }
+    if (nb == 2) {
+        L->sel_in = n_in;
+        in[n_in++] = s->sel;
+    }
     if (n_in + n_cap > LMAX_IN) {
         kb_set_error(KB_ERR_NOT_SUPPORTED,
-                     "%s: the loop needs %s%d inputs (%d sequences and initial states, %d tensors the step function "
-                     "captures); at most %d are supported",
+                     "%s: the loop needs %s%d inputs (%d sequences, initial states and conditions, %d tensors the step "
+                     "function captures); at most %d are supported",
                      fn, n_cap > LMAX ? "more than " : "", n_in + n_cap, n_in, n_cap, LMAX_IN);
         goto done;
     }
     L->n_cap = n_cap;
     for (int m = 0; m < n_cap; ++m) in[n_in++] = L->caps[m];
     L->n_in = n_in;
-    /* the node list in id order, with roles */
-    for (int a = 1; a < n_list; ++a)
-        for (int b = a; b > 0 && list[b - 1]->id > list[b]->id; --b) {
-            kb_tensor *x = list[b];
-            list[b] = list[b - 1];
-            list[b - 1] = x;
+    for (int bi = 0; bi < nb; ++bi) {
+        kb_body *Bd = &L->b[bi];
+        for (int64_t i = 0; i < nt; ++i) mark[i] = -1;
+        int n_list = collect(s, L, outs[bi], n_out, mark, stack, list, &n_cap);
+        /* the node list in id order, with roles */
+        for (int a = 1; a < n_list; ++a)
+            for (int b = a; b > 0 && list[b - 1]->id > list[b]->id; --b) {
+                kb_tensor *x = list[b];
+                list[b] = list[b - 1];
+                list[b - 1] = x;
+            }
+        Bd->n_nodes = n_list;
+        Bd->nodes = (kb_tensor **)malloc(sizeof *Bd->nodes * (size_t)n_list);
+        Bd->role = (unsigned char *)calloc((size_t)n_list, 1);
+        Bd->src = (int *)calloc((size_t)n_list, sizeof(int));
+        Bd->in_idx = (int *)calloc((size_t)n_list * LMAX, sizeof(int));
+        if (!Bd->nodes || !Bd->role || !Bd->src || !Bd->in_idx) {
+            kb_set_error(KB_ERR_OUT_OF_MEMORY, "%s: out of host memory", fn);
+            goto done;
         }
-    L->n_nodes = n_list;
-    L->nodes = (kb_tensor **)malloc(sizeof *L->nodes * (size_t)n_list);
-    L->role = (unsigned char *)calloc((size_t)n_list, 1);
-    L->src = (int *)calloc((size_t)n_list, sizeof(int));
-    L->in_idx = (int *)calloc((size_t)n_list * LMAX, sizeof(int));
-    if (!L->nodes || !L->role || !L->src || !L->in_idx) {
-        kb_set_error(KB_ERR_OUT_OF_MEMORY, "%s: out of host memory", fn);
-        goto done;
-    }
-    for (int i = 0; i < n_list; ++i) {
-        L->nodes[i] = list[i];
-        mark[list[i]->id] = i;
-    }
-    for (int i = 0; i < n_list; ++i) {
-        kb_tensor *t = list[i];
-        int role = ROLE_INTERNAL, src = 0;
-        for (int j = 0; j < s->n_seq; ++j)
-            if (t == s->seq_ph[j]) role = ROLE_SEQ, src = j;
-        for (int k = 0; k < s->n_carry; ++k)
-            if (t == s->carry_ph[k]) {
-                if (s->carry_init[k]) role = ROLE_CARRY_IN, src = L->carry_in[k];
-                else {
-                    role = ROLE_CARRY_ZERO;
-                    src = mark[s->zero_src[k]->id];
-                    if (src < 0 || src >= i) {
-                        kb_set_error(KB_ERR_INTERNAL, "%s: a zero-started state has no earlier shape source", fn);
-                        goto done;
+        for (int i = 0; i < n_list; ++i) {
+            Bd->nodes[i] = list[i];
+            mark[list[i]->id] = i;
+        }
+        for (int i = 0; i < n_list; ++i) {
+            kb_tensor *t = list[i];
+            int role = ROLE_INTERNAL, src = 0;
+            for (int j = 0; j < s->n_seq; ++j)
+                if (t == s->seq_ph[j]) role = ROLE_SEQ, src = j;
+            for (int k = 0; k < s->n_carry; ++k)
+                if (t == s->carry_ph[k]) {
+                    if (s->carry_init[k]) {
+                        role = ROLE_CARRY_IN, src = L->carry_in[k];
+                    } else {
+                        role = ROLE_CARRY_ZERO;
+                        src = mark[s->zero_src[k]->id];
+                        if (src < 0 || src >= i) {
+                            kb_set_error(KB_ERR_INTERNAL, "%s: a zero-started state has no earlier shape source", fn);
+                            goto done;
+                        }
                     }
                 }
-            }
-        for (int m = 0; m < n_cap; ++m)
-            if (t == L->caps[m]) role = ROLE_CAP, src = n_in - n_cap + m;
-        L->role[i] = (unsigned char)role;
-        L->src[i] = src;
-        if (role == ROLE_INTERNAL)
-            for (int k = 0; k < t->n_in; ++k) L->in_idx[i * LMAX + k] = mark[t->in[k]->id];
+            for (int m = 0; m < n_cap; ++m)
+                if (t == L->caps[m]) role = ROLE_CAP, src = n_in - n_cap + m;
+            Bd->role[i] = (unsigned char)role;
+            Bd->src[i] = src;
+            if (role == ROLE_INTERNAL)
+                for (int k = 0; k < t->n_in; ++k) Bd->in_idx[i * LMAX + k] = mark[t->in[k]->id];
+        }
+        for (int i = 0; i < n_out; ++i) {
+            Bd->outs[i] = outs[bi][i];
+            Bd->out_idx[i] = mark[outs[bi][i]->id];
+        }
     }
-    for (int i = 0; i < n_out; ++i) L->out_idx[i] = mark[outs[i]->id];
     {
         kb_attrs at;
         memset(&at, 0, sizeof at);
@@ -521,8 +602,8 @@ done:
     return node;
 }
 
-/* loop_part(src, loop inputs...) or its gradient (src = the part's gradient). */
-static kb_tensor *part_node(kb_tensor *src, kb_tensor *loop, int part, int mode, int grad) {
+/* loop_part(src, loop inputs...): part \p part of src, the loop's rows or their gradient. */
+static kb_tensor *part_node(kb_tensor *src, kb_tensor *loop, int part, int mode) {
     if (!src) return NULL;
     kb_tensor *in[KB_MAX_INPUTS];
     in[0] = src;
@@ -532,8 +613,7 @@ static kb_tensor *part_node(kb_tensor *src, kb_tensor *loop, int part, int mode,
     at.i64[0] = loop->attrs.i64[0];
     at.i64[1] = part;
     at.i64[2] = mode;
-    return kb_node(grad ? "loop_part_grad" : "loop_part", grad ? KB_OP_LOOP_PART_GRAD : KB_OP_LOOP_PART, in,
-                   loop->n_in + 1, &at);
+    return kb_node("loop_part", KB_OP_LOOP_PART, in, loop->n_in + 1, &at);
 }
 
 /* The loop node a part node reads (its inputs after the first are the loop's). */
@@ -569,23 +649,22 @@ static kb_status grad_loop(kb_tensor *node, kb_tensor *dO, kb_tensor **dx) {
     /* forward values the backward body reads, and the output gradient by part */
     kb_tensor *C[2 * LMAX], *dY[2 * LMAX], *dC[2 * LMAX];
     for (int k = 0; k < nc; ++k) {
-        C[k] = part_node(node, node, ny + k, PART_ALL, 0);
-        dC[k] = part_node(dO, node, ny + k, PART_ALL, 0);
+        C[k] = part_node(node, node, ny + k, PART_ALL);
+        dC[k] = part_node(dO, node, ny + k, PART_ALL);
         if (!C[k] || !dC[k]) return kb_last_status();
     }
     for (int i = 0; i < ny; ++i)
-        if (!(dY[i] = part_node(dO, node, i, PART_ALL, 0))) return kb_last_status();
+        if (!(dY[i] = part_node(dO, node, i, PART_ALL))) return kb_last_status();
     /* trace the backward body: the forward body's placeholders are reused */
-    s.r[0] = F->r[0];
-    s.r[1] = F->r[1];
-    s.r[2] = ctx->n_tensors;
+    for (int i = 0; i < 4; ++i) s.r[i] = F->r[i];
+    s.r[4] = ctx->n_tensors;
     kb_tensor *dy_ph[2 * LMAX], *dc_ph[2 * LMAX], *gc_ph[2 * LMAX], *gw_ph[LMAX], *seeds[4 * LMAX];
-    kb_tensor *vars[4 * LMAX], *g[4 * LMAX];
+    kb_tensor *vars[4 * LMAX], *gg[2][4 * LMAX];
     int fcap[LMAX], n_fcap = 0;
     for (int m = 0; m < F->n_cap; ++m)
         if (kb_dtype_is_float(F->caps[m]->desc.dtype)) fcap[n_fcap++] = m;
     for (int i = 0; i < ny; ++i)
-        if (!(dy_ph[i] = ph_like(ctx, F->outs[i], "loop_dy"))) return kb_last_status();
+        if (!(dy_ph[i] = ph_like(ctx, F->b[0].outs[i], "loop_dy"))) return kb_last_status();
     for (int k = 0; k < nc; ++k) {
         if (!(dc_ph[k] = ph_like(ctx, F->ph[F->n_seq + k], "loop_dstate"))) return kb_last_status();
         if (!(gc_ph[k] = ph_like(ctx, F->ph[F->n_seq + k], "loop_dstate_carry"))) return kb_last_status();
@@ -599,37 +678,48 @@ static kb_status grad_loop(kb_tensor *node, kb_tensor *dO, kb_tensor **dx) {
     for (int j = 0; j < F->n_seq; ++j) vars[nv++] = F->ph[j];
     for (int k = 0; k < nc; ++k) vars[nv++] = F->ph[F->n_seq + k];
     for (int q = 0; q < n_fcap; ++q) vars[nv++] = F->caps[fcap[q]];
-    KB_TRY(kb_gradients_seeded(F->outs, seeds, ny + nc, vars, nv, g, 1));
-    /* outputs: dx per float sequence (rows), then carries: d state, d capture sums */
+    /* per body (a switch has two): outputs dx per float sequence (rows), then carries: d state,
+     * d capture sums */
     int yseq[LMAX], n_yseq = 0;
-    for (int j = 0; j < F->n_seq; ++j) {
-        if (!kb_dtype_is_float(F->ph[j]->desc.dtype)) continue;
-        kb_tensor *gx = g[j] ? g[j] : kb_zeros_like(F->ph[j], F->ph[j]->desc.dtype);
-        if (!gx) return kb_last_status();
-        yseq[n_yseq] = j;
-        s.ys[n_yseq++] = gx;
+    s.nb = F->nb;
+    if (F->nb == 2) s.sel = node->in[F->sel_in];
+    for (int bi = 0; bi < F->nb; ++bi) {
+        kb_tensor **g = gg[bi];
+        KB_TRY(kb_gradients_seeded(F->b[bi].outs, seeds, ny + nc, vars, nv, g, 1));
+        n_yseq = 0;
+        for (int j = 0; j < F->n_seq; ++j) {
+            if (!kb_dtype_is_float(F->ph[j]->desc.dtype)) continue;
+            kb_tensor *gx = g[j] ? g[j] : kb_zeros_like(F->ph[j], F->ph[j]->desc.dtype);
+            if (!gx) return kb_last_status();
+            yseq[n_yseq] = j;
+            s.ys[bi][n_yseq++] = gx;
+        }
+        for (int k = 0; k < nc; ++k) {
+            kb_tensor *ph = F->ph[F->n_seq + k];
+            kb_tensor *gc = g[F->n_seq + k] ? g[F->n_seq + k] : kb_zeros_like(ph, ph->desc.dtype);
+            if (!gc) return kb_last_status();
+            s.carry_out[bi][k] = gc;
+        }
+        for (int q = 0; q < n_fcap; ++q) {
+            kb_tensor *gw = g[F->n_seq + nc + q];
+            gw = gw ? kb_add(gw_ph[q], gw) : gw_ph[q];
+            if (!gw) return kb_last_status();
+            s.carry_out[bi][nc + q] = gw;
+        }
     }
     s.n_y = n_yseq;
     for (int k = 0; k < nc; ++k) {
-        kb_tensor *ph = F->ph[F->n_seq + k];
-        kb_tensor *gc = g[F->n_seq + k] ? g[F->n_seq + k] : kb_zeros_like(ph, ph->desc.dtype);
-        if (!gc) return kb_last_status();
         s.carry_ph[k] = gc_ph[k];
-        s.carry_out[k] = gc;
         s.carry_init[k] = NULL;
-        s.zero_src[k] = ph;
+        s.zero_src[k] = F->ph[F->n_seq + k];
     }
     for (int q = 0; q < n_fcap; ++q) {
-        kb_tensor *gw = g[F->n_seq + nc + q];
-        gw = gw ? kb_add(gw_ph[q], gw) : gw_ph[q];
-        if (!gw) return kb_last_status();
         s.carry_ph[nc + q] = gw_ph[q];
-        s.carry_out[nc + q] = gw;
         s.zero_src[nc + q] = F->caps[fcap[q]];
         s.extra_caps[s.n_extra++] = F->caps[fcap[q]];
     }
     s.n_carry = nc + n_fcap;
-    s.r[3] = ctx->n_tensors;
+    s.r[5] = ctx->n_tensors;
     /* sequences: forward inputs (steps reversed), forward carries lagged by one, output grads */
     int fwd_rev = F->n_seq ? F->rev[0] : 0;
     int n = 0;
@@ -663,12 +753,12 @@ static kb_status grad_loop(kb_tensor *node, kb_tensor *dO, kb_tensor **dx) {
     kb_tensor *B = loop_make(fn, &s);
     if (!B) return kb_last_status();
     for (int q = 0; q < n_yseq; ++q)
-        if (!(dx[yseq[q]] = part_node(B, B, q, PART_ALL, 0))) return kb_last_status();
+        if (!(dx[yseq[q]] = part_node(B, B, q, PART_ALL))) return kb_last_status();
     for (int k = 0; k < nc; ++k)
-        if (F->carry_in[k] >= 0 && !(dx[F->carry_in[k]] = part_node(B, B, n_yseq + k, PART_LAST, 0)))
+        if (F->carry_in[k] >= 0 && !(dx[F->carry_in[k]] = part_node(B, B, n_yseq + k, PART_LAST)))
             return kb_last_status();
     for (int q = 0; q < n_fcap; ++q)
-        if (!(dx[F->n_in - F->n_cap + fcap[q]] = part_node(B, B, n_yseq + nc + q, PART_LAST, 0)))
+        if (!(dx[F->n_in - F->n_cap + fcap[q]] = part_node(B, B, n_yseq + nc + q, PART_LAST)))
             return kb_last_status();
     return KB_OK;
 }
@@ -764,9 +854,9 @@ kb_tensor *kb_map_fn(kb_map_callback fn, void *user, kb_tensor *elems, kb_dtype 
     s.seq[0] = elems;
     s.seq_ph[0] = ph;
     s.n_y = 1;
-    s.ys[0] = y;
+    s.ys[0][0] = y;
     kb_tensor *L = loop_make(f, &s);
-    return L ? part_node(L, L, 0, PART_ALL, 0) : NULL;
+    return L ? part_node(L, L, 0, PART_ALL) : NULL;
 }
 
 static kb_tensor *fold(const char *f, kb_fold_fn fn, void *user, kb_tensor *elems, kb_tensor *initializer, int right) {
@@ -816,9 +906,9 @@ static kb_tensor *fold(const char *f, kb_fold_fn fn, void *user, kb_tensor *elem
     s.n_carry = 1;
     s.carry_init[0] = first;
     s.carry_ph[0] = acc;
-    s.carry_out[0] = y;
+    s.carry_out[0][0] = y;
     kb_tensor *L = loop_make(f, &s);
-    return L ? part_node(L, L, 0, PART_LAST, 0) : NULL;
+    return L ? part_node(L, L, 0, PART_LAST) : NULL;
 }
 
 kb_tensor *kb_foldl(kb_fold_fn fn, void *user, kb_tensor *elems, kb_tensor *initializer) {
@@ -959,26 +1049,64 @@ kb_status kb_rnn(kb_step_fn step_function, void *user, kb_tensor *inputs, kb_ten
     for (int k = 0; k < n_states; ++k) {
         s.carry_init[k] = initial_states[k];
         s.carry_ph[k] = states[k];
-        s.carry_out[k] = ns[k];
+        s.carry_out[0][k] = ns[k];
     }
     s.n_carry = n_states;
     if (mask) {
         s.carry_ph[n_states] = prev_ph;
-        s.carry_out[n_states] = out;
+        s.carry_out[0][n_states] = out;
         s.zero_src[n_states] = pre;
         s.n_carry++;
     } else {
         s.n_y = 1;
-        s.ys[0] = out;
+        s.ys[0][0] = out;
     }
     kb_tensor *L = loop_make(f, &s);
     if (!L) return kb_last_status();
     int yp = mask ? n_states : 0;
-    kb_tensor *Y = swap01(part_node(L, L, yp, PART_ALL, 0)), *last = part_node(L, L, yp, PART_LAST, 0);
+    kb_tensor *Y = swap01(part_node(L, L, yp, PART_ALL)), *last = part_node(L, L, yp, PART_LAST);
     if (!Y || !last) return kb_last_status();
     for (int k = 0; k < n_states; ++k)
-        if (!(new_states[k] = part_node(L, L, (mask ? 0 : 1) + k, PART_LAST, 0))) return kb_last_status();
+        if (!(new_states[k] = part_node(L, L, (mask ? 0 : 1) + k, PART_LAST))) return kb_last_status();
     *outputs = Y;
     *last_output = last;
     return KB_OK;
+}
+
+kb_tensor *kb_switch_fn(kb_tensor *condition, kb_branch_fn then_fn, kb_branch_fn else_fn, void *user) {
+    const char *f = "kb_switch_fn";
+    if (!kb_check_tensor(f, "condition", condition)) return NULL;
+    if (!then_fn || !else_fn) {
+        kb_null_arg(f, then_fn ? "else_fn" : "then_fn");
+        return NULL;
+    }
+    if (condition->desc.rank != 0) {
+        char sh[128];
+        kb_set_error(KB_ERR_SHAPE, "%s: condition has shape %s; a lazy switch needs a scalar (kb_switch selects elementwise)",
+                     f, kb_shape_str(&condition->desc, sh, sizeof sh));
+        return NULL;
+    }
+    kb_context *ctx = condition->ctx;
+    loop_spec s;
+    memset(&s, 0, sizeof s);
+    kb_tensor *y[2];
+    kb_branch_fn br[2] = {then_fn, else_fn};
+    for (int b = 0; b < 2; ++b) {
+        s.r[2 * b] = ctx->n_tensors;
+        unsigned errs = kb_error_count();
+        y[b] = br[b](user);
+        if (callback_failed(f, b ? "else_fn" : "then_fn", errs, KB_OK, y[b] != NULL)) return NULL;
+        if (!kb_check_tensor(f, b ? "else_fn's result" : "then_fn's result", y[b])) return NULL;
+        if (y[b]->ctx != ctx) {
+            kb_set_error(KB_ERR_INVALID_ARGUMENT, "%s: a branch result belongs to another context than condition", f);
+            return NULL;
+        }
+        s.r[2 * b + 1] = ctx->n_tensors;
+        s.ys[b][0] = y[b];
+    }
+    s.nb = 2;
+    s.sel = condition;
+    s.n_y = 1;
+    kb_tensor *L = loop_make(f, &s);
+    return L ? part_node(L, L, 0, PART_LAST) : NULL;
 }
