@@ -30,6 +30,7 @@
  * 2G blocks (reserve_fits, the same decision in all three): the forward runs the inference mode;
  * backward-data recomputes the training forward into scratch and keeps dpack's block 0 in its
  * reserve blocks; backward-weights recomputes the forward and backward-data from that copy.
+ * KB_RNN_RECOMPUTE=1 in the environment forces the fallback (read per launch; for its tests).
  *
  * Math type. float32 is strict by default: CUDNN_FMA_MATH (no TF32 tensor ops); with
  * kb_set_allow_tf32 on, CUDNN_DEFAULT_MATH. float64: CUDNN_DEFAULT_MATH.
@@ -39,6 +40,8 @@
  * guarded by a mutex, as kernels/conv.cu does. devSeqLengths (B copies of T) are filled by a
  * kernel into scratch each launch; all buffers come from kb_cuda_scratch_alloc. No host sync.
  */
+#include <stdlib.h>
+
 #include <mutex>
 #include <vector>
 
@@ -293,6 +296,8 @@ struct scratch_set {
  * with that slack: a decision made from the plan's sizes alone, so the three kernels agree without
  * reading device memory. */
 bool reserve_fits(const rnn_plan *p, int64_t blk, int G, size_t es) {
+    const char *force = getenv("KB_RNN_RECOMPUTE"); /* "1": always the fallback (tests of that path) */
+    if (force && strcmp(force, "1") == 0) return false;
     return p->reserve + 256 <= (size_t)(2 * G) * (size_t)blk * es;
 }
 void *reserve_at(const void *pack, int64_t blk, size_t es) {
