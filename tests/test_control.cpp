@@ -493,6 +493,49 @@ TEST_F(Control, SecondDerivativeThroughALoopIsRefused) {
     EXPECT_TRUE(has_error(KB_ERR_NOT_SUPPORTED, {"second derivatives", "loop"}));
 }
 
+kb_tensor *identity_fn(kb_tensor *x, void *) { return x; }
+kb_tensor *outer_fn(kb_tensor *, void *w) { return (kb_tensor *)w; }
+kb_status keep_state(kb_tensor *, kb_tensor *const *states, int, void *, kb_tensor **out, kb_tensor **ns) {
+    *out = states[0];
+    ns[0] = states[0];
+    return KB_OK;
+}
+
+TEST_F(Control, BodiesThatReturnTheirInputsOrOuterTensors) {
+    auto xv = kbt::random_values(gen, 6, -1, 1), wv = kbt::random_values(gen, 2, -1, 1);
+    kb_tensor *x = kbt::make_var(ctx, xv, {3, 2}, KB_FLOAT64), *w = kbt::make_var(ctx, wv, {2}, KB_FLOAT64);
+    kb_tensor *id = kb_map_fn(identity_fn, nullptr, x, KB_FLOATX), *ow = kb_map_fn(outer_fn, w, x, KB_FLOATX);
+    ASSERT_NE(id, nullptr) << kb_last_error();
+    ASSERT_NE(ow, nullptr) << kb_last_error();
+    EXPECT_TRUE(allclose(kbt::eval_v(id), xv, 0, 0));
+    EXPECT_TRUE(allclose(kbt::eval_v(ow), {wv[0], wv[1], wv[0], wv[1], wv[0], wv[1]}, 0, 0));
+    kb_tensor *vars[2] = {x, w}, *g[2];
+    ASSERT_TRUE(ok(kb_gradients(kb_add(kb_sum(id, nullptr, 0, 0), kb_sum(ow, nullptr, 0, 0)), vars, 2, g)));
+    ASSERT_NE(g[0], nullptr);
+    ASSERT_NE(g[1], nullptr);
+    EXPECT_TRUE(allclose(kbt::eval_v(g[0]), std::vector<double>(6, 1.0), 0, 0));
+    EXPECT_TRUE(allclose(kbt::eval_v(g[1]), {3, 3}, 0, 0));
+    // an rnn whose step keeps its state: outputs repeat the initial state, gradient T per step
+    kb_tensor *in = kbt::make_var(ctx, kbt::random_values(gen, 12, -1, 1), {2, 3, 2}, KB_FLOAT64);
+    kb_tensor *h0 = kbt::make_var(ctx, wv, {1, 2}, KB_FLOAT64), *last, *outs, *ns[1];
+    ASSERT_TRUE(ok(kb_rnn(keep_state, nullptr, in, &h0, 1, 0, nullptr, nullptr, 0, 0, 0, &last, &outs, ns)));
+    EXPECT_TRUE(allclose(kbt::eval_v(outs), {wv[0], wv[1], wv[0], wv[1], wv[0], wv[1]}, 0, 0));
+    kb_tensor *gh = nullptr;
+    ASSERT_TRUE(ok(kb_gradients(kb_sum(outs, nullptr, 0, 0), &h0, 1, &gh)));
+    ASSERT_NE(gh, nullptr);
+    EXPECT_TRUE(allclose(kbt::eval_v(gh), {3, 3}, 0, 0));
+}
+
+TEST_F(Control, HalfPrecisionFold) {  // float16 rows: the loop moves bytes, the body widens itself
+    std::vector<double> v = {0.5, 1.5, 2.0, -1.0};
+    kb_tensor *x = kbt::make_var(ctx, v, {4}, KB_FLOAT16);
+    kb_tensor *two = kb_constant_scalar(ctx, 2.0, KB_FLOAT16, nullptr, 0);
+    kb_tensor *y = kb_foldl(acc2_plus_x, two, x, nullptr);
+    ASSERT_NE(y, nullptr) << kb_last_error();
+    EXPECT_EQ(kb_dtype_of(y), KB_FLOAT16);
+    EXPECT_TRUE(allclose(kbt::eval_v(y), {((0.5 * 2 + 1.5) * 2 + 2.0) * 2 - 1.0}, 0, 0));
+}
+
 // ---- lazy switch ---------------------------------------------------------------------------------
 
 struct Branches {
