@@ -1,9 +1,8 @@
 // Op cases of the control family (see op_cases.h): the loop node and its part ops, reached through
 // map_fn (a captured variable), rnn (a tanh step with captured weights, a mask and go_backwards:
 // the gradient is backpropagation through time), the lazy switch_fn (both branches) and the
-// vector-Jacobian product of foldl
-// (loop_part_grad and the backward loop node). Second derivatives through loops are not
-// supported, so the last case has no finite-difference check.
+// vector-Jacobian product of foldl (loop_part_grad and the gradient loop node; its
+// finite-difference check is a second derivative: the gradient loop of a gradient loop).
 #include "op_cases.h"
 
 namespace kbt {
@@ -66,7 +65,7 @@ void add_control_cases(std::vector<OpCase> &v) {
     v.push_back(mk(
         KB_OP_LOOP_PART_GRAD, "foldl_vjp",
         [](kb_context *, In in) { return vjp(kb_foldl(mul_acc, in[2], in[0], in[1]), in[3], in[0]); },
-        {{4, 3}, {3}, {3}, {3}}, {sym}, false, T32R, T64R));
+        {{4, 3}, {3}, {3}, {3}}, {sym}, true, T32R, T64R));
 }
 
 }  // namespace kbt

@@ -754,8 +754,10 @@ KB_API kb_tensor *kb_in_test_phase_fixed(kb_tensor *x, kb_tensor *alt, int train
  * loop takes at most 15 inputs (sequences, initial states, captured tensors; KB_ERR_NOT_SUPPORTED
  * beyond). The outputs and states of one loop share one dtype. Gradients flow through the loop
  * (backpropagation through time: a reverse loop over the gradient of the body) to the sequences,
- * the initial values and the captured tensors; a second derivative through a loop is
- * KB_ERR_NOT_SUPPORTED. A loop needs at least one step (KB_ERR_SHAPE at run time for 0 steps).
+ * the initial values and the captured tensors; that reverse loop is a loop too, so higher
+ * derivatives work while each loop stays within the input limit (a gradient loop takes more
+ * inputs than its forward loop). A loop needs at least one step (KB_ERR_SHAPE at run time for
+ * 0 steps).
  * A callback reports failure by returning NULL (or a status) with the error set by the kb call
  * that failed; the loop constructor then returns NULL with that error.
  */

@@ -16,6 +16,8 @@
  * row out_rev ? T-1-u : u. Gradient (BPTT): a backward loop over the reversed steps whose body is
  * the vector-Jacobian product of the forward body (traced once with kb_gradients_seeded); it
  * reads the forward carries as a lagged sequence, carries d carry and the captures' gradient sums.
+ * The backward loop is an ordinary loop node, so its own gradient (second derivatives) follows
+ * the same rule. A lazy switch (kb_switch_fn) is a one-step loop with two bodies and a selector.
  */
 #include <stdint.h>
 #include <stdio.h>
@@ -27,6 +29,7 @@
 #include "cpu/cpu_kernels.h"
 
 #define LMAX KB_MAX_INPUTS
+#define KB_LOOP_RANGES 8 /* traces a body may span: a forward body, its gradient's, ... */
 #define LMAX_IN (KB_MAX_INPUTS - 1) /* loop_part takes the loop's inputs plus one */
 
 enum { ROLE_INTERNAL, ROLE_SEQ, ROLE_CARRY_IN, ROLE_CARRY_ZERO, ROLE_CAP };
@@ -48,7 +51,8 @@ typedef struct kb_body {
 typedef struct kb_loop {
     kb_context *ctx;
     int n_seq, n_carry, n_cap, n_y, n_in;
-    unsigned char rev[LMAX], lag[LMAX]; /* per sequence */
+    unsigned char rev[LMAX];            /* per sequence */
+    signed char lag[LMAX];              /* per sequence: 0, +1 read the previous row, -1 the next */
     int lag_in[LMAX];                   /* per sequence: input index of a lagged one's start, -1: zeros */
     int carry_in[2 * LMAX];             /* per carry: input index of its initial value, -1: zeros */
     int out_rev, backward;
@@ -58,7 +62,7 @@ typedef struct kb_loop {
     kb_tensor *ph[3 * LMAX];            /* body placeholders: sequence slices, then carries */
     kb_tensor *caps[LMAX];
     kb_body b[2];
-    int64_t r[6];  /* ids made by the trace(s): [r0, r1), [r2, r3), [r4, r5) */
+    int64_t r[2 * KB_LOOP_RANGES]; /* ids made by the trace(s): [r0, r1), [r2, r3), ... */
 } kb_loop;
 
 static void loop_free(void *p) {
@@ -335,8 +339,8 @@ kb_status kb_loop_run(const kb_exec *ex, const kb_attrs *a, const kb_buf *in, in
         for (int j = 0; j < L->n_seq; ++j) {
             int64_t base = L->rev[j] ? T - 1 - u : u;
             char *s = (char *)in[j].data;
-            if (!L->lag[j]) cut_data[j] = s + (size_t)base * slice[j];
-            else if (base > 0) cut_data[j] = s + (size_t)(base - 1) * slice[j];
+            int64_t at = base - L->lag[j]; /* a lagged sequence starts from its start value */
+            if (at >= 0 && at < T) cut_data[j] = s + (size_t)at * slice[j];
             else cut_data[j] = L->lag_in[j] >= 0 ? in[L->lag_in[j]].data : zero;
         }
         for (int k = 0; k < L->n_carry; ++k)
@@ -362,7 +366,8 @@ kb_status kb_loop_run(const kb_exec *ex, const kb_attrs *a, const kb_buf *in, in
 typedef struct loop_spec {
     int n_seq;
     kb_tensor *seq[LMAX], *seq_ph[LMAX], *lag_init[LMAX]; /* lag_init NULL: starts at zeros */
-    unsigned char rev[LMAX], lag[LMAX];
+    unsigned char rev[LMAX];
+    signed char lag[LMAX];
     int n_carry;
     kb_tensor *carry_init[2 * LMAX], *carry_ph[2 * LMAX];
     kb_tensor *zero_src[2 * LMAX]; /* carry_init NULL: a carry that starts at zeros of this tensor's shape */
@@ -373,13 +378,13 @@ typedef struct loop_spec {
     kb_tensor *extra_caps[LMAX];
     int n_extra;
     int out_rev, backward;
-    int64_t r[6];
+    int64_t r[2 * KB_LOOP_RANGES];
 } loop_spec;
 
 static kb_tensor *part_node(kb_tensor *src, kb_tensor *loop, int part, int mode);
 
 static int made_by_trace(const loop_spec *s, const kb_tensor *t) {
-    for (int i = 0; i < 6; i += 2)
+    for (int i = 0; i < 2 * KB_LOOP_RANGES; i += 2)
         if (t->id >= s->r[i] && t->id < s->r[i + 1]) return 1;
     return 0;
 }
@@ -626,6 +631,14 @@ static kb_status grad_loop_part(kb_tensor *node, kb_tensor *dy, kb_tensor **dx) 
     return dx[0] ? KB_OK : kb_last_status();
 }
 
+static kb_status grad_loop_part_grad(kb_tensor *node, kb_tensor *dy, kb_tensor **dx) {
+    kb_tensor *in[KB_MAX_INPUTS];
+    in[0] = dy;
+    for (int i = 1; i < node->n_in; ++i) in[i] = node->in[i];
+    dx[0] = kb_node("loop_part", KB_OP_LOOP_PART, in, node->n_in, &node->attrs);
+    return dx[0] ? KB_OK : kb_last_status();
+}
+
 /* ------------------------------------------------------------------------------------------ */
 /* Backpropagation through time                                                                 */
 
@@ -633,15 +646,34 @@ static kb_tensor *ph_like(kb_context *ctx, const kb_tensor *t, const char *name)
     return kb_placeholder(ctx, t->desc.shape, t->desc.rank, t->desc.dtype, name);
 }
 
+static kb_tensor *row_at(kb_tensor *x, int64_t i);
+static kb_tensor *rows_from1(kb_tensor *x);
+
+/* The gradient of a lagged sequence from E, the gradients of its slices by base row (E[b] is the
+ * slice read at row b - lag, or the start value where that row is outside). */
+static kb_status lag_grad(kb_tensor *E, int lag, kb_tensor **dseq, kb_tensor **dstart) {
+    int ax = 0;
+    kb_tensor *R = lag > 0 ? E : kb_reverse(E, &ax, 1); /* lag -1: the same on reversed rows */
+    kb_tensor *first = row_at(R, 0), *rest = rows_from1(R);
+    kb_tensor *z = first ? kb_expand_dims(kb_zeros_like(first, first->desc.dtype), 0) : NULL;
+    kb_tensor *parts[2] = {rest, z};
+    kb_tensor *d = rest && z ? kb_concatenate(parts, 2, 0) : NULL; /* R[1:] then a zero row */
+    if (d && lag < 0) d = kb_reverse(d, &ax, 1);
+    *dseq = d;
+    *dstart = first;
+    return d && first ? KB_OK : kb_last_status();
+}
+
+/* Backpropagation through time for any loop node (its own gradient loops included, so higher
+ * derivatives work): a loop over the steps in reverse whose body is the seeded vector-Jacobian
+ * product of the forward body. It reads the forward sequences, the forward carries before each
+ * step (the carry rows lagged by one step, starting from the initial values) and the output
+ * gradient's rows; it carries d carry and the captures' gradient sums and emits d slice rows. */
 static kb_status grad_loop(kb_tensor *node, kb_tensor *dO, kb_tensor **dx) {
     const char *fn = "kb_gradients";
     kb_loop *F = loop_of(&node->attrs);
     kb_context *ctx = node->ctx;
-    if (F->backward)
-        return kb_set_error(KB_ERR_NOT_SUPPORTED, "%s: second derivatives through a loop (rnn, map_fn, foldl, foldr) are not supported", fn);
     if (!kb_dtype_is_float(F->dtype)) return KB_OK; /* integer rows: no gradient */
-    for (int j = 0; j < F->n_seq; ++j)
-        if (F->lag[j]) return kb_set_error(KB_ERR_INTERNAL, "%s: lagged sequences in a forward loop", fn);
     int ny = F->n_y, nc = F->n_carry;
     loop_spec s;
     memset(&s, 0, sizeof s);
@@ -655,9 +687,18 @@ static kb_status grad_loop(kb_tensor *node, kb_tensor *dO, kb_tensor **dx) {
     }
     for (int i = 0; i < ny; ++i)
         if (!(dY[i] = part_node(dO, node, i, PART_ALL))) return kb_last_status();
-    /* trace the backward body: the forward body's placeholders are reused */
-    for (int i = 0; i < 4; ++i) s.r[i] = F->r[i];
-    s.r[4] = ctx->n_tensors;
+    /* trace the backward body: the forward body's placeholders are reused; its ids are one more
+     * range of "made by the trace" */
+    int slot = -1;
+    for (int i = 0; i < KB_LOOP_RANGES; ++i) {
+        s.r[2 * i] = F->r[2 * i];
+        s.r[2 * i + 1] = F->r[2 * i + 1];
+        if (slot < 0 && F->r[2 * i] == 0 && F->r[2 * i + 1] == 0) slot = i;
+    }
+    if (slot < 0)
+        return kb_set_error(KB_ERR_NOT_SUPPORTED, "%s: derivatives of order above %d through a loop are not supported",
+                            fn, KB_LOOP_RANGES - 2);
+    s.r[2 * slot] = ctx->n_tensors;
     kb_tensor *dy_ph[2 * LMAX], *dc_ph[2 * LMAX], *gc_ph[2 * LMAX], *gw_ph[LMAX], *seeds[4 * LMAX];
     kb_tensor *vars[4 * LMAX], *gg[2][4 * LMAX];
     int fcap[LMAX], n_fcap = 0;
@@ -719,41 +760,57 @@ static kb_status grad_loop(kb_tensor *node, kb_tensor *dO, kb_tensor **dx) {
         s.extra_caps[s.n_extra++] = F->caps[fcap[q]];
     }
     s.n_carry = nc + n_fcap;
-    s.r[5] = ctx->n_tensors;
-    /* sequences: forward inputs (steps reversed), forward carries lagged by one, output grads */
-    int fwd_rev = F->n_seq ? F->rev[0] : 0;
+    s.r[2 * slot + 1] = ctx->n_tensors;
+    /* Backward step u' is forward step u = T-1-u'. Sequences: the forward ones (read at the same
+     * rows: reversed flags), the forward carries before each step (carry rows lagged by one
+     * step: row r(u-1), the initial value at u = 0, with r the forward output row), the output
+     * gradient's rows r(u). */
     int n = 0;
     for (int j = 0; j < F->n_seq; ++j, ++n) {
         s.seq[n] = node->in[j];
         s.seq_ph[n] = F->ph[j];
         s.rev[n] = (unsigned char)!F->rev[j];
+        s.lag[n] = F->lag[j];
+        s.lag_init[n] = F->lag_in[j] >= 0 ? node->in[F->lag_in[j]] : NULL;
     }
     for (int k = 0; k < nc; ++k, ++n) {
         s.seq[n] = C[k];
         s.seq_ph[n] = F->ph[F->n_seq + k];
-        s.rev[n] = 1;
-        s.lag[n] = 1;
+        s.rev[n] = (unsigned char)!F->out_rev;
+        s.lag[n] = F->out_rev ? -1 : 1;
         s.lag_init[n] = F->carry_in[k] >= 0 ? node->in[F->carry_in[k]] : NULL;
     }
     for (int i = 0; i < ny; ++i, ++n) {
         s.seq[n] = dY[i];
         s.seq_ph[n] = dy_ph[i];
-        s.rev[n] = 1;
+        s.rev[n] = (unsigned char)!F->out_rev;
     }
     for (int k = 0; k < nc; ++k, ++n) {
         s.seq[n] = dC[k];
         s.seq_ph[n] = dc_ph[k];
-        s.rev[n] = 1;
+        s.rev[n] = (unsigned char)!F->out_rev;
     }
     s.n_seq = n;
-    s.out_rev = !fwd_rev;
+    /* d slice rows land where the first float sequence reads them; others are reversed after */
+    s.out_rev = n_yseq ? !F->rev[yseq[0]] : 0;
     if (n > LMAX_IN)
         return kb_set_error(KB_ERR_NOT_SUPPORTED, "%s: the loop's gradient needs %d sequences; at most %d are supported",
                             fn, n, LMAX_IN);
     kb_tensor *B = loop_make(fn, &s);
     if (!B) return kb_last_status();
-    for (int q = 0; q < n_yseq; ++q)
-        if (!(dx[yseq[q]] = part_node(B, B, q, PART_ALL))) return kb_last_status();
+    for (int q = 0; q < n_yseq; ++q) {
+        int j = yseq[q], ax = 0;
+        kb_tensor *E = part_node(B, B, q, PART_ALL);
+        if (E && s.out_rev != !F->rev[j]) E = kb_reverse(E, &ax, 1);
+        if (!E) return kb_last_status();
+        if (!F->lag[j]) {
+            dx[j] = E;
+            continue;
+        }
+        kb_tensor *dstart;
+        KB_TRY(lag_grad(E, F->lag[j], &dx[j], &dstart));
+        if (F->lag_in[j] >= 0) dx[F->lag_in[j]] = dstart;
+    }
     for (int k = 0; k < nc; ++k)
         if (F->carry_in[k] >= 0 && !(dx[F->carry_in[k]] = part_node(B, B, n_yseq + k, PART_LAST)))
             return kb_last_status();
@@ -778,11 +835,10 @@ const kb_op_def kb_opdef_loop = {"loop", 1, KB_OPF_INTERNAL | KB_OPF_CPU_ANY_DTY
 const kb_op_def kb_opdef_loop_part = {"loop_part", 1, KB_OPF_INTERNAL | KB_OPF_CPU_ANY_DTYPE, infer_loop_part,
                                       grad_loop_part, kb_cpu_loop_part, KB_CUDA_KERNEL(loop_part)};
 /* loop_part_grad: loop_part's gradient: the part's gradient scattered into zero (T + 1, P)
- * rows. Inputs: the part's gradient, then the loop's inputs. Attributes as loop_part. Flagged
- * NONDIFF: its only consumer is a loop's gradient rule, whose backward loop refuses a second
- * derivative with an error, so no gradient is ever silently dropped here. */
-const kb_op_def kb_opdef_loop_part_grad = {"loop_part_grad", 1, KB_OPF_INTERNAL | KB_OPF_CPU_ANY_DTYPE | KB_OPF_NONDIFF,
-                                           infer_loop_part_grad, NULL, kb_cpu_loop_part_grad,
+ * rows. Inputs: the part's gradient, then the loop's inputs. Attributes as loop_part. Its
+ * gradient is loop_part of the incoming rows. */
+const kb_op_def kb_opdef_loop_part_grad = {"loop_part_grad", 1, KB_OPF_INTERNAL | KB_OPF_CPU_ANY_DTYPE,
+                                           infer_loop_part_grad, grad_loop_part_grad, kb_cpu_loop_part_grad,
                                            KB_CUDA_KERNEL(loop_part_grad)};
 
 /* ------------------------------------------------------------------------------------------ */
@@ -799,6 +855,7 @@ static int callback_failed(const char *fn, const char *what, unsigned errs, kb_s
 
 /* x[i] along axis 0 (static i) without that axis. */
 static kb_tensor *row_at(kb_tensor *x, int64_t i) {
+    if (!x) return NULL;
     int64_t start[KB_MAX_RANK] = {0}, size[KB_MAX_RANK];
     for (int k = 0; k < x->desc.rank; ++k) size[k] = -1;
     start[0] = i;
@@ -808,6 +865,7 @@ static kb_tensor *row_at(kb_tensor *x, int64_t i) {
 
 /* x[1:] along axis 0. */
 static kb_tensor *rows_from1(kb_tensor *x) {
+    if (!x) return NULL;
     int64_t start[KB_MAX_RANK] = {0}, size[KB_MAX_RANK];
     for (int k = 0; k < x->desc.rank; ++k) size[k] = -1;
     start[0] = 1;
