@@ -55,7 +55,7 @@ typedef struct kb_loop {
     signed char lag[LMAX];              /* per sequence: 0, +1 read the previous row, -1 the next */
     int lag_in[LMAX];                   /* per sequence: input index of a lagged one's start, -1: zeros */
     int carry_in[2 * LMAX];             /* per carry: input index of its initial value, -1: zeros */
-    int out_rev, backward;
+    int out_rev;
     int nb;                             /* bodies: 1, or 2 (switch: body 0 where the selector is non-zero) */
     int sel_in;                         /* input index of the rank-0 selector (nb == 2), else -1 */
     kb_dtype dtype;                     /* of the rows */
@@ -377,7 +377,7 @@ typedef struct loop_spec {
     kb_tensor *ys[2][2 * LMAX], *carry_out[2][2 * LMAX]; /* per body */
     kb_tensor *extra_caps[LMAX];
     int n_extra;
-    int out_rev, backward;
+    int out_rev;
     int64_t r[2 * KB_LOOP_RANGES];
 } loop_spec;
 
@@ -477,7 +477,6 @@ static kb_tensor *loop_make(const char *fn, const loop_spec *s) {
     L->n_carry = s->n_carry;
     L->n_y = s->n_y;
     L->out_rev = s->out_rev;
-    L->backward = s->backward;
     L->nb = nb;
     L->sel_in = -1;
     L->dtype = outs[0][0]->desc.dtype;
@@ -677,7 +676,6 @@ static kb_status grad_loop(kb_tensor *node, kb_tensor *dO, kb_tensor **dx) {
     int ny = F->n_y, nc = F->n_carry;
     loop_spec s;
     memset(&s, 0, sizeof s);
-    s.backward = 1;
     /* forward values the backward body reads, and the output gradient by part */
     kb_tensor *C[2 * LMAX], *dY[2 * LMAX], *dC[2 * LMAX];
     for (int k = 0; k < nc; ++k) {
