@@ -482,15 +482,9 @@ TEST_F(Control, BadInput) {
     kb_tensor *s64 = kbt::make_var(ctx, {1, 2, 3, 4}, {2, 2}, KB_FLOAT64);
     EXPECT_EQ(kb_rnn(identity_step, nullptr, x3, &s64, 1, 0, nullptr, nullptr, 0, 0, 0, &last, &outs, nns), KB_ERR_DTYPE);
     EXPECT_TRUE(has_error(KB_ERR_DTYPE, {"kb_rnn", "one dtype", "float32", "float64"}));
-    std::vector<kb_tensor *> many;
-    for (int i = 0; i < 16; ++i) many.push_back(kbt::make_var(ctx, {1.0 + i}, {1}));
+    std::vector<kb_tensor *> many;  // captures of unknown shape cannot be packed
+    for (int i = 0; i < 16; ++i) many.push_back(placeholder(ctx, {KB_NONE}, KB_FLOAT32, "p"));
     EXPECT_NULL_WITH(kb_map_fn(add_all, &many, x2, KB_FLOATX), KB_ERR_NOT_SUPPORTED, {"kb_map_fn", "captures", "15"});
-    many.resize(14);  // 1 sequence + 14 captures fit
-    kb_tensor *fits = kb_map_fn(add_all, &many, x2, KB_FLOATX);
-    ASSERT_NE(fits, nullptr) << kb_last_error();
-    auto x2v = kbt::eval_v(x2), fv = kbt::eval_v(fits);
-    ASSERT_EQ(fv.size(), 6u);
-    for (size_t i = 0; i < 6; ++i) EXPECT_NEAR(fv[i], x2v[i] + 105.0, 1e-4);  // 1 + ... + 14
     // a sequence of 0 steps fails when the function runs, with the loop's label
     kb_tensor *p0 = placeholder(ctx, {KB_NONE, 3}, KB_FLOAT32, "p0");
     kb_tensor *y = kb_map_fn(twice, nullptr, p0, KB_FLOATX);
@@ -564,6 +558,43 @@ TEST_F(Control, BodiesThatReturnTheirInputsOrOuterTensors) {
     ASSERT_TRUE(ok(kb_gradients(kb_sum(outs, nullptr, 0, 0), &h0, 1, &gh)));
     ASSERT_NE(gh, nullptr);
     EXPECT_TRUE(allclose(kbt::eval_v(gh), {3, 3}, 0, 0));
+}
+
+TEST_F(Control, ManyCapturesArePacked) {  // 1 sequence + 20 captures: static ones share an input
+    auto xv = kbt::random_values(gen, 6, -1, 1);
+    kb_tensor *x = kbt::make_var(ctx, xv, {2, 3}, KB_FLOAT64);
+    std::vector<kb_tensor *> many;
+    std::vector<std::vector<double>> vals;
+    for (int i = 0; i < 20; ++i) {
+        vals.push_back(kbt::random_values(gen, i % 2 ? 3 : 1, -1, 1));
+        many.push_back(kbt::make_var(ctx, vals.back(), i % 2 ? Shape{3} : Shape{1}, KB_FLOAT64));
+    }
+    kb_tensor *y = kb_map_fn(add_all, &many, x, KB_FLOATX);
+    ASSERT_NE(y, nullptr) << kb_last_error();
+    std::vector<double> want = xv;
+    for (int r = 0; r < 2; ++r)
+        for (int j = 0; j < 3; ++j)
+            for (int i = 0; i < 20; ++i) want[r * 3 + j] += vals[i][i % 2 ? j : 0];
+    EXPECT_TRUE(allclose(kbt::eval_v(y), want, 1e-12, 1e-12));
+    EXPECT_TRUE(kbt::grad_check(
+        ctx,
+        [](kb_context *, const std::vector<kb_tensor *> &in) {
+            static std::vector<kb_tensor *> caps;
+            caps.assign(in.begin() + 1, in.end());
+            kb_tensor *sq = kb_square(in[0]);  // an outer op among the captures' users
+            return kb_map_fn(add_all, &caps, kb_add(in[0], sq), KB_FLOATX);
+        },
+        [] {
+            std::vector<Shape> sh{{2, 3}};
+            for (int i = 0; i < 17; ++i) sh.push_back(i % 2 ? Shape{3} : Shape{1});
+            return sh;
+        }(),
+        [&] {
+            std::vector<std::vector<double>> v{xv};
+            for (int i = 0; i < 17; ++i) v.push_back(vals[i]);
+            return v;
+        }(),
+        gen));
 }
 
 TEST_F(Control, HalfPrecisionFold) {  // float16 rows: the loop moves bytes, the body widens itself

@@ -750,9 +750,10 @@ KB_API kb_tensor *kb_in_test_phase_fixed(kb_tensor *x, kb_tensor *alt, int train
  * Keras callables are C callbacks that build graph ops. kb calls each one ONCE, on per-step
  * placeholders, and runs the traced body once per step inside one loop node (a nested function
  * compiled per device, on the caller function's device and stream). Tensors the body uses that it
- * did not make (variables, placeholders, outer ops) are captured as inputs of the loop node; a
- * loop takes at most 15 inputs (sequences, initial states, captured tensors; KB_ERR_NOT_SUPPORTED
- * beyond). The outputs and states of one loop share one dtype. Gradients flow through the loop
+ * did not make (variables, placeholders, outer ops) are captured as inputs of the loop node. A
+ * loop node takes at most 15 inputs: sequences, initial states, captured tensors (beyond that,
+ * captures of static shape and one dtype share one packed input; what still does not fit is
+ * KB_ERR_NOT_SUPPORTED). The outputs and states of one loop share one dtype. Gradients flow through the loop
  * (backpropagation through time: a reverse loop over the gradient of the body) to the sequences,
  * the initial values and the captured tensors; that reverse loop is a loop too, so higher
  * derivatives work while each loop stays within the input limit (a gradient loop takes more

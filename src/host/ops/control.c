@@ -29,6 +29,12 @@
 #include "cpu/cpu_kernels.h"
 
 #define LMAX KB_MAX_INPUTS
+#define CAPMAX (4 * KB_MAX_INPUTS) /* captured tensors; beyond the input limit they are packed */
+#define YMAX (2 * LMAX)             /* per-step outputs */
+#define NCMAX (2 * LMAX + CAPMAX)   /* carried values (a gradient loop carries one per capture) */
+#define OUTMAX (YMAX + NCMAX)       /* body outputs */
+#define PHMAX (LMAX + NCMAX)        /* body placeholders */
+#define CUTMAX (PHMAX + CAPMAX)     /* a body function's inputs */
 #define KB_LOOP_RANGES 8 /* traces a body may span: a forward body, its gradient's, ... */
 #define LMAX_IN (KB_MAX_INPUTS - 1) /* loop_part takes the loop's inputs plus one */
 
@@ -37,14 +43,14 @@ enum { PART_ALL = 0, PART_LAST = 1 };
 
 /* One traced body (a loop has one; a lazy switch has two that share the placeholders). */
 typedef struct kb_body {
-    kb_tensor *outs[3 * LMAX]; /* body outputs: n_y, then n_carry */
+    kb_tensor *outs[OUTMAX]; /* body outputs: n_y, then n_carry */
     /* the body's nodes in id order (for shape inference): placeholders, captures, internal */
     int n_nodes;
     kb_tensor **nodes;
     unsigned char *role;
     int *src;      /* SEQ / CARRY_IN / CAP: input index; CARRY_ZERO: node whose shape it has */
     int *in_idx;   /* internal ops: node index of each input (n_nodes * LMAX) */
-    int out_idx[3 * LMAX];
+    int out_idx[OUTMAX];
     kb_function *fn[2]; /* compiled body: CPU, CUDA */
 } kb_body;
 
@@ -54,13 +60,18 @@ typedef struct kb_loop {
     unsigned char rev[LMAX];            /* per sequence */
     signed char lag[LMAX];              /* per sequence: 0, +1 read the previous row, -1 the next */
     int lag_in[LMAX];                   /* per sequence: input index of a lagged one's start, -1: zeros */
-    int carry_in[2 * LMAX];             /* per carry: input index of its initial value, -1: zeros */
+    int carry_in[NCMAX];             /* per carry: input index of its initial value, -1: zeros */
     int out_rev;
     int nb;                             /* bodies: 1, or 2 (switch: body 0 where the selector is non-zero) */
     int sel_in;                         /* input index of the rank-0 selector (nb == 2), else -1 */
     kb_dtype dtype;                     /* of the rows */
-    kb_tensor *ph[3 * LMAX];            /* body placeholders: sequence slices, then carries */
-    kb_tensor *caps[LMAX];
+    kb_tensor *ph[PHMAX];            /* body placeholders: sequence slices, then carries */
+    kb_tensor *caps[CAPMAX];
+    /* a capture is an input of its own (cap_in >= 0) or, when the inputs would exceed the limit,
+     * a slice at element cap_off of a pack (input cap_pack: static captures of one dtype,
+     * flattened and concatenated) */
+    int cap_in[CAPMAX], cap_pack[CAPMAX];
+    int64_t cap_off[CAPMAX];
     kb_body b[2];
     int64_t r[2 * KB_LOOP_RANGES]; /* ids made by the trace(s): [r0, r1), [r2, r3), ... */
 } kb_loop;
@@ -102,8 +113,8 @@ static kb_status walk_body(const char *op, const kb_loop *L, const kb_body *Bd, 
             for (int k = 1; k < s->rank; ++k) d[i].shape[k - 1] = s->shape[k];
             break;
         }
-        case ROLE_CARRY_IN:
-        case ROLE_CAP: d[i] = in[Bd->src[i]]; break;
+        case ROLE_CARRY_IN: d[i] = in[Bd->src[i]]; break;
+        case ROLE_CAP: d[i] = L->cap_in[Bd->src[i]] >= 0 ? in[L->cap_in[Bd->src[i]]] : t->desc; break;
         case ROLE_CARRY_ZERO:
             d[i] = d[Bd->src[i]];
             d[i].dtype = t->desc.dtype;
@@ -164,7 +175,7 @@ static kb_status walk(const char *op, const kb_loop *L, const kb_desc *in, int n
     }
     KB_TRY(walk_body(op, L, &L->b[0], in, parts));
     if (L->nb == 1) return KB_OK;
-    kb_desc other[3 * LMAX];
+    kb_desc other[OUTMAX];
     KB_TRY(walk_body(op, L, &L->b[1], in, other));
     for (int i = 0; i < L->n_y + L->n_carry; ++i) {
         const kb_desc *a = &parts[i], *b = &other[i];
@@ -183,7 +194,7 @@ static kb_status walk(const char *op, const kb_loop *L, const kb_desc *in, int n
 
 static kb_status infer_loop(const char *op, const kb_attrs *a, const kb_desc *in, int n_in, kb_desc *out) {
     const kb_loop *L = loop_of(a);
-    kb_desc parts[3 * LMAX];
+    kb_desc parts[OUTMAX];
     int64_t T;
     KB_TRY(walk(op, L, in, n_in, parts, &T));
     if (T == 0)
@@ -204,7 +215,7 @@ static kb_status infer_loop(const char *op, const kb_attrs *a, const kb_desc *in
 static kb_status part_desc(const char *op, const kb_attrs *a, const kb_desc *in, int n_in, kb_desc *part,
                            int64_t *T, int64_t *P, int64_t *off) {
     const kb_loop *L = loop_of(a);
-    kb_desc parts[3 * LMAX];
+    kb_desc parts[OUTMAX];
     KB_TRY(walk(op, L, in + 1, n_in - 1, parts, T));
     int p = (int)a->i64[1];
     *P = 0;
@@ -294,13 +305,13 @@ kb_status kb_loop_run(const kb_exec *ex, const kb_attrs *a, const kb_buf *in, in
         if (kb_load_f64(v, in[L->sel_in].dtype, 0) == 0) Bd = &L->b[1];
     }
     if (!Bd->fn[di]) {
-        kb_tensor *cuts[4 * LMAX];
+        kb_tensor *cuts[CUTMAX];
         for (int i = 0; i < n_ph; ++i) cuts[i] = L->ph[i];
         for (int m = 0; m < L->n_cap; ++m) cuts[n_ph + m] = L->caps[m];
         Bd->fn[di] = kb_function_new_body(ctx, cuts, n_cut, Bd->outs, n_out, device);
         if (!Bd->fn[di]) return kb_last_status();
     }
-    kb_desc d[KB_MAX_INPUTS], parts[3 * LMAX];
+    kb_desc d[KB_MAX_INPUTS], parts[OUTMAX];
     for (int i = 0; i < n_in; ++i) {
         d[i].dtype = in[i].dtype;
         d[i].rank = in[i].rank;
@@ -309,7 +320,7 @@ kb_status kb_loop_run(const kb_exec *ex, const kb_attrs *a, const kb_buf *in, in
     int64_t T;
     KB_TRY(walk(ex->op, L, d, n_in, parts, &T));
     size_t es = kb_dtype_size(L->dtype);
-    int64_t P = out->shape[1], off[3 * LMAX], sz[3 * LMAX], o = 0;
+    int64_t P = out->shape[1], off[OUTMAX], sz[OUTMAX], o = 0;
     for (int i = 0; i < n_out; ++i) {
         sz[i] = dsize(&parts[i]);
         off[i] = o;
@@ -318,8 +329,8 @@ kb_status kb_loop_run(const kb_exec *ex, const kb_attrs *a, const kb_buf *in, in
     if (o != P || out->shape[0] != T + 1) return kb_set_error(KB_ERR_INTERNAL, "%s: loop rows (%lld) do not match", ex->op, (long long)P);
     char *rows = (char *)out->data, *zero = rows + (size_t)(T * P) * es;
     KB_TRY(api->memset0(dev, zero, (size_t)P * es));
-    void *cut_data[4 * LMAX], *out_data[3 * LMAX];
-    kb_desc cut_desc[4 * LMAX], out_desc[3 * LMAX];
+    void *cut_data[CUTMAX], *out_data[OUTMAX];
+    kb_desc cut_desc[CUTMAX], out_desc[OUTMAX];
     size_t slice[LMAX];
     for (int j = 0; j < L->n_seq; ++j) {
         cut_desc[j] = d[j];
@@ -329,9 +340,15 @@ kb_status kb_loop_run(const kb_exec *ex, const kb_attrs *a, const kb_buf *in, in
     }
     for (int k = 0; k < L->n_carry; ++k) cut_desc[L->n_seq + k] = parts[L->n_y + k];
     for (int m = 0; m < L->n_cap; ++m) {
-        int i = L->n_in - L->n_cap + m;
-        cut_desc[n_ph + m] = d[i];
-        cut_data[n_ph + m] = in[i].data;
+        int i = L->cap_in[m];
+        if (i >= 0) {
+            cut_desc[n_ph + m] = d[i];
+            cut_data[n_ph + m] = in[i].data;
+        } else {
+            cut_desc[n_ph + m] = L->caps[m]->desc;
+            cut_data[n_ph + m] = (char *)in[L->cap_pack[m]].data +
+                                 (size_t)L->cap_off[m] * kb_dtype_size(L->caps[m]->desc.dtype);
+        }
     }
     char *prev = NULL;
     kb_status st = KB_OK;
@@ -369,13 +386,13 @@ typedef struct loop_spec {
     unsigned char rev[LMAX];
     signed char lag[LMAX];
     int n_carry;
-    kb_tensor *carry_init[2 * LMAX], *carry_ph[2 * LMAX];
-    kb_tensor *zero_src[2 * LMAX]; /* carry_init NULL: a carry that starts at zeros of this tensor's shape */
+    kb_tensor *carry_init[NCMAX], *carry_ph[NCMAX];
+    kb_tensor *zero_src[NCMAX]; /* carry_init NULL: a carry that starts at zeros of this tensor's shape */
     int n_y;
     int nb;                        /* bodies (0 counts as 1) */
     kb_tensor *sel;                /* nb == 2: the rank-0 selector (non-zero: body 0) */
-    kb_tensor *ys[2][2 * LMAX], *carry_out[2][2 * LMAX]; /* per body */
-    kb_tensor *extra_caps[LMAX];
+    kb_tensor *ys[2][YMAX], *carry_out[2][NCMAX]; /* per body */
+    kb_tensor *extra_caps[CAPMAX];
     int n_extra;
     int out_rev;
     int64_t r[2 * KB_LOOP_RANGES];
@@ -412,9 +429,9 @@ static int collect(const loop_spec *s, kb_loop *L, kb_tensor *const *outs, int n
         for (int e = 0; e < s->n_extra; ++e) internal &= s->extra_caps[e] != t;
         if (!internal) {
             int known = 0;
-            for (int m = 0; m < *n_cap && m < LMAX; ++m) known |= L->caps[m] == t;
+            for (int m = 0; m < *n_cap && m < CAPMAX; ++m) known |= L->caps[m] == t;
             if (!known) {
-                if (*n_cap >= LMAX) return -1;
+                if (*n_cap >= CAPMAX) return -1;
                 L->caps[(*n_cap)++] = t;
             }
             continue;
@@ -435,7 +452,7 @@ static kb_tensor *loop_make(const char *fn, const loop_spec *s) {
         kb_set_error(KB_ERR_INVALID_ARGUMENT, "%s: the loop has no outputs and no states", fn);
         return NULL;
     }
-    kb_tensor *outs[2][4 * LMAX];
+    kb_tensor *outs[2][OUTMAX];
     for (int bi = 0; bi < nb; ++bi) {
         for (int i = 0; i < s->n_y; ++i) outs[bi][i] = s->ys[bi][i];
         for (int k = 0; k < s->n_carry; ++k) outs[bi][s->n_y + k] = s->carry_out[bi][k];
@@ -488,11 +505,11 @@ static kb_tensor *loop_make(const char *fn, const loop_spec *s) {
     for (int bi = 0; bi < nb; ++bi) {
         for (int64_t i = 0; i < nt; ++i) mark[i] = -1;
         if (collect(s, L, outs[bi], n_out, mark, stack, list, &n_cap) < 0) {
-            n_cap = LMAX + 1;
+            n_cap = CAPMAX + 1;
             break;
         }
     }
-    if (n_cap <= LMAX)
+    if (n_cap <= CAPMAX)
         for (int a = 1; a < n_cap; ++a) /* by id: a stable input order */
             for (int b = a; b > 0 && L->caps[b - 1]->id > L->caps[b]->id; --b) {
                 kb_tensor *x = L->caps[b];
@@ -500,7 +517,7 @@ static kb_tensor *loop_make(const char *fn, const loop_spec *s) {
                 L->caps[b - 1] = x;
             }
     /* inputs: sequences, lagged sequences' starts, initial carries, the selector, captures */
-    kb_tensor *in[4 * LMAX];
+    kb_tensor *in[CUTMAX];
     int n_in = 0;
     for (int j = 0; j < s->n_seq; ++j) in[n_in++] = s->seq[j];
     for (int j = 0; j < s->n_seq; ++j) {
@@ -523,15 +540,54 @@ static kb_tensor *loop_make(const char *fn, const loop_spec *s) {
         L->sel_in = n_in;
         in[n_in++] = s->sel;
     }
-    if (n_in + n_cap > LMAX_IN) {
+    /* captures as inputs; over the limit, static ones of one dtype share a packed input */
+    int n_direct = n_cap <= CAPMAX ? n_cap : 0, n_pack = 0;
+    unsigned char packed[CAPMAX] = {0};
+    kb_tensor *packs[LMAX];
+    while (n_cap <= CAPMAX && n_in + n_direct + n_pack > LMAX_IN && n_pack < LMAX) {
+        int best = -1, count = 0;
+        for (int m = 0; m < n_cap; ++m) {
+            if (packed[m] || dsize(&L->caps[m]->desc) <= 0) continue;
+            int c = 0;
+            for (int q = 0; q < n_cap; ++q)
+                c += !packed[q] && dsize(&L->caps[q]->desc) > 0 && L->caps[q]->desc.dtype == L->caps[m]->desc.dtype;
+            if (c > count) best = m, count = c;
+        }
+        if (count < 2) break;
+        kb_tensor *flat[CAPMAX];
+        int nf = 0;
+        int64_t off = 0, minus1 = -1;
+        kb_dtype dt = L->caps[best]->desc.dtype;
+        for (int m = 0; m < n_cap; ++m) {
+            if (packed[m] || dsize(&L->caps[m]->desc) <= 0 || L->caps[m]->desc.dtype != dt) continue;
+            packed[m] = 1;
+            L->cap_pack[m] = n_pack; /* the pack's index for now */
+            L->cap_off[m] = off;
+            off += dsize(&L->caps[m]->desc);
+            if (!(flat[nf++] = kb_reshape(L->caps[m], &minus1, 1))) goto done;
+        }
+        if (!(packs[n_pack++] = kb_concatenate(flat, nf, 0))) goto done;
+        n_direct -= nf;
+    }
+    if (n_cap > CAPMAX || n_in + n_direct + n_pack > LMAX_IN) {
         kb_set_error(KB_ERR_NOT_SUPPORTED,
                      "%s: the loop needs %s%d inputs (%d sequences, initial states and conditions, %d tensors the step "
-                     "function captures); at most %d are supported",
-                     fn, n_cap > LMAX ? "more than " : "", n_in + n_cap, n_in, n_cap, LMAX_IN);
+                     "function captures, packed where they have static shapes); at most %d are supported",
+                     fn, n_cap > CAPMAX ? "more than " : "", n_in + n_direct + n_pack, n_in, n_cap, LMAX_IN);
         goto done;
     }
     L->n_cap = n_cap;
-    for (int m = 0; m < n_cap; ++m) in[n_in++] = L->caps[m];
+    for (int m = 0; m < n_cap; ++m) {
+        L->cap_in[m] = packed[m] ? -1 : n_in;
+        if (!packed[m]) in[n_in++] = L->caps[m];
+    }
+    for (int p = 0; p < n_pack; ++p) {
+        for (int m = 0; m < n_cap; ++m)
+            if (packed[m] && L->cap_pack[m] == p) L->cap_pack[m] = -(n_in + 1); /* final index, marked */
+        in[n_in++] = packs[p];
+    }
+    for (int m = 0; m < n_cap; ++m)
+        if (packed[m]) L->cap_pack[m] = -L->cap_pack[m] - 1;
     L->n_in = n_in;
     for (int bi = 0; bi < nb; ++bi) {
         kb_body *Bd = &L->b[bi];
@@ -576,7 +632,7 @@ static kb_tensor *loop_make(const char *fn, const loop_spec *s) {
                     }
                 }
             for (int m = 0; m < n_cap; ++m)
-                if (t == L->caps[m]) role = ROLE_CAP, src = n_in - n_cap + m;
+                if (t == L->caps[m]) role = ROLE_CAP, src = m;
             Bd->role[i] = (unsigned char)role;
             Bd->src[i] = src;
             if (role == ROLE_INTERNAL)
@@ -674,10 +730,13 @@ static kb_status grad_loop(kb_tensor *node, kb_tensor *dO, kb_tensor **dx) {
     kb_context *ctx = node->ctx;
     if (!kb_dtype_is_float(F->dtype)) return KB_OK; /* integer rows: no gradient */
     int ny = F->n_y, nc = F->n_carry;
+    if (F->n_seq + 2 * nc + ny > LMAX_IN || ny > YMAX)
+        return kb_set_error(KB_ERR_NOT_SUPPORTED, "%s: the loop's gradient needs %d sequences; at most %d are supported",
+                            fn, F->n_seq + 2 * nc + ny, LMAX_IN);
     loop_spec s;
     memset(&s, 0, sizeof s);
     /* forward values the backward body reads, and the output gradient by part */
-    kb_tensor *C[2 * LMAX], *dY[2 * LMAX], *dC[2 * LMAX];
+    kb_tensor *C[NCMAX], *dY[YMAX], *dC[NCMAX];
     for (int k = 0; k < nc; ++k) {
         C[k] = part_node(node, node, ny + k, PART_ALL);
         dC[k] = part_node(dO, node, ny + k, PART_ALL);
@@ -697,9 +756,9 @@ static kb_status grad_loop(kb_tensor *node, kb_tensor *dO, kb_tensor **dx) {
         return kb_set_error(KB_ERR_NOT_SUPPORTED, "%s: derivatives of order above %d through a loop are not supported",
                             fn, KB_LOOP_RANGES - 2);
     s.r[2 * slot] = ctx->n_tensors;
-    kb_tensor *dy_ph[2 * LMAX], *dc_ph[2 * LMAX], *gc_ph[2 * LMAX], *gw_ph[LMAX], *seeds[4 * LMAX];
-    kb_tensor *vars[4 * LMAX], *gg[2][4 * LMAX];
-    int fcap[LMAX], n_fcap = 0;
+    kb_tensor *dy_ph[YMAX], *dc_ph[NCMAX], *gc_ph[NCMAX], *gw_ph[CAPMAX], *seeds[OUTMAX];
+    kb_tensor *vars[CUTMAX], *gg[2][CUTMAX];
+    int fcap[CAPMAX], n_fcap = 0;
     for (int m = 0; m < F->n_cap; ++m)
         if (kb_dtype_is_float(F->caps[m]->desc.dtype)) fcap[n_fcap++] = m;
     for (int i = 0; i < ny; ++i)
@@ -791,9 +850,6 @@ static kb_status grad_loop(kb_tensor *node, kb_tensor *dO, kb_tensor **dx) {
     s.n_seq = n;
     /* d slice rows land where the first float sequence reads them; others are reversed after */
     s.out_rev = n_yseq ? !F->rev[yseq[0]] : 0;
-    if (n > LMAX_IN)
-        return kb_set_error(KB_ERR_NOT_SUPPORTED, "%s: the loop's gradient needs %d sequences; at most %d are supported",
-                            fn, n, LMAX_IN);
     kb_tensor *B = loop_make(fn, &s);
     if (!B) return kb_last_status();
     for (int q = 0; q < n_yseq; ++q) {
@@ -812,9 +868,25 @@ static kb_status grad_loop(kb_tensor *node, kb_tensor *dO, kb_tensor **dx) {
     for (int k = 0; k < nc; ++k)
         if (F->carry_in[k] >= 0 && !(dx[F->carry_in[k]] = part_node(B, B, n_yseq + k, PART_LAST)))
             return kb_last_status();
+    kb_tensor *dcap[CAPMAX] = {0};
     for (int q = 0; q < n_fcap; ++q)
-        if (!(dx[F->n_in - F->n_cap + fcap[q]] = part_node(B, B, n_yseq + nc + q, PART_LAST)))
-            return kb_last_status();
+        if (!(dcap[fcap[q]] = part_node(B, B, n_yseq + nc + q, PART_LAST))) return kb_last_status();
+    for (int m = 0; m < F->n_cap; ++m)
+        if (F->cap_in[m] >= 0 && dcap[m]) dx[F->cap_in[m]] = dcap[m];
+    for (int i = 0; i < F->n_in; ++i) { /* a pack's gradient: its members', flattened in order */
+        kb_tensor *flat[CAPMAX];
+        int nf = 0;
+        int64_t minus1 = -1;
+        for (int m = 0; m < F->n_cap; ++m) {
+            if (F->cap_in[m] >= 0 || F->cap_pack[m] != i) continue;
+            kb_tensor *d = dcap[m];
+            if (!d) break; /* not float: the pack has no gradient */
+            if (!(flat[nf++] = kb_reshape(d, &minus1, 1))) return kb_last_status();
+        }
+        int members = 0;
+        for (int m = 0; m < F->n_cap; ++m) members += F->cap_in[m] < 0 && F->cap_pack[m] == i;
+        if (members && nf == members && !(dx[i] = kb_concatenate(flat, nf, 0))) return kb_last_status();
+    }
     return KB_OK;
 }
 
