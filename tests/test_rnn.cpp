@@ -6,7 +6,12 @@
 #include <cmath>
 #include <cstdlib>
 
+#include "graph/tensor.h"
+#include <set>
+
 #include "kb_test_util.h"
+#include "op_cases.h"
+#include "ops/rnn_layout.h"
 
 namespace {
 
@@ -322,6 +327,38 @@ TEST_F(Rnn, TrainingStackCudaMatchesCpu) {
     std::vector<double> re = train_stack(ctx, a, b, target, KB_DEVICE_CUDA, 10);
     unsetenv("KB_RNN_RECOMPUTE");
     EXPECT_TRUE(allclose(re, cpu, 1e-4, 1e-6));
+    // Plans outlive contexts (the parity run's pattern: a forward case's context makes the plan,
+    // is freed with its cuDNN handle, then a gradient case of the same shapes runs in a new
+    // context): a fresh context, first forward only, freed; then training in another fresh
+    // context, both GPU paths. Plans must never use a freed context's handle.
+    for (const char *recompute : {"0", "1"}) {
+        SCOPED_TRACE(std::string("KB_RNN_RECOMPUTE=") + recompute);
+        setenv("KB_RNN_RECOMPUTE", recompute, 1);
+        for (int round = 0; round < 2; ++round) {
+            kb_context_options o = KB_CONTEXT_OPTIONS_DEFAULTS;
+            o.device = KB_DEVICE_CUDA;
+            o.read_config = 0;
+            o.seed = seed;
+            kb_context *c2 = nullptr;
+            ASSERT_EQ(kb_context_new(&c2, &o), KB_OK) << kb_last_error();
+            if (round == 0) { /* forward only: inference (recompute) or training (reserve in the pack) */
+                Vars va = make_vars(c2, a, KB_FLOAT32);
+                kb_tensor *y1 = nullptr;
+                EXPECT_TRUE(ok(kb_cudnn_lstm(va.x, va.h0, va.c0, va.K, va.R, va.b, 0, &y1, nullptr, nullptr)));
+                kb_function *fn = y1 ? kb_function_new(c2, nullptr, 0, &y1, 1, nullptr, 0, KB_DEVICE_CUDA) : nullptr;
+                EXPECT_NE(fn, nullptr) << kb_last_error();
+                if (fn) {
+                    EXPECT_TRUE(ok(kb_function_call(fn, nullptr, 0)));
+                    kb_function_free(fn);
+                }
+            } else {
+                std::vector<double> again = train_stack(c2, a, b, target, KB_DEVICE_CUDA, 10);
+                EXPECT_TRUE(allclose(again, cpu, 1e-4, 1e-6));
+            }
+            kb_context_free(c2);
+        }
+    }
+    unsetenv("KB_RNN_RECOMPUTE");
 }
 
 TEST_F(Rnn, BadInput) {
@@ -377,6 +414,150 @@ TEST_F(Rnn, BadInput) {
     // The session stays usable.
     ASSERT_TRUE(ok(kb_cudnn_lstm(v.x, v.h0, v.c0, v.K, v.R, v.b, 0, &y, &h, &c)));
     EXPECT_TRUE(allclose(eval_v(h), reference(rounded_weights(w, KB_FLOAT32), false).h, tol_of(KB_FLOAT32)));
+}
+
+// The packs' sizes as the infer rules give them to the plan (what the arena allocates) against the
+// block arithmetic every kernel indexes with (ops/rnn_layout.h: blk_f / blk_d, the reserve region,
+// the fallback's copy of dpack's block 0, the CPU reserve), over shapes around the op cases' and
+// the GPU training test's, with B = 0 and I < U, I = U, I > U. Reference sizes are written here.
+TEST_F(Rnn, PackLayoutMatchesInferRules) {
+    int checked = 0;
+    for (int mode = 0; mode < 4; ++mode)
+        for (int64_t B : {0, 1, 2, 4})
+            for (int64_t T : {1, 3, 5})
+                for (int64_t I : {1, 3, 8})
+                    for (int64_t U : {1, 2, 3, 5}) {
+                        SCOPED_TRACE("mode " + std::to_string(mode) + " B " + std::to_string(B) + " T " +
+                                     std::to_string(T) + " I " + std::to_string(I) + " U " + std::to_string(U));
+                        const int64_t G = gates(mode), kH = mode == LSTM ? 2 : 1, R = kH + T, W = std::max(I, U);
+                        const int64_t NB = 1 + 2 * G;
+                        kb_rnn_layout L;
+                        kb_rnn_layout_of(mode, B, T, I, U, &L);
+                        ASSERT_EQ(L.blk_f, B * R * U);
+                        ASSERT_EQ(L.blk_d, B * R * W);
+                        kb_attrs a;
+                        memset(&a, 0, sizeof a);
+                        a.i64[0] = mode;
+                        a.i64[1] = 1;
+                        a.i64[2] = mode == LSTM;
+                        kb_desc in[8];
+                        memset(in, 0, sizeof in);
+                        auto set = [&](int i, std::vector<int64_t> shape) {
+                            in[i].dtype = KB_FLOAT32;
+                            in[i].rank = (int)shape.size();
+                            for (size_t d = 0; d < shape.size(); ++d) in[i].shape[d] = shape[d];
+                        };
+                        set(0, {B, T, I});
+                        set(1, {B, U});
+                        set(2, {B, U});
+                        set(3, {I, G * U});
+                        set(4, {U, G * U});
+                        set(5, {2 * G * U});
+                        kb_desc f, d, w;
+                        ASSERT_EQ(kb_op_table[KB_OP_CUDNN_RNN]->infer("t", &a, in, 6, &f), KB_OK) << kb_last_error();
+                        EXPECT_EQ(kb_desc_size(&f), NB * B * R * U);
+                        EXPECT_EQ(kb_desc_size(&f), L.size_f);
+                        EXPECT_EQ(f.shape[0], NB);
+                        in[6] = f;
+                        in[7] = f;
+                        ASSERT_EQ(kb_op_table[KB_OP_CUDNN_RNN_BACKWARD_DATA]->infer("t", &a, in, 8, &d), KB_OK)
+                            << kb_last_error();
+                        EXPECT_EQ(kb_desc_size(&d), NB * B * R * W);
+                        EXPECT_EQ(kb_desc_size(&d), L.size_d);
+                        in[7] = d;
+                        ASSERT_EQ(kb_op_table[KB_OP_CUDNN_RNN_BACKWARD_WEIGHTS]->infer("t", &a, in, 8, &w), KB_OK)
+                            << kb_last_error();
+                        EXPECT_EQ(kb_desc_size(&w), (I + U + 2) * G * U);
+                        EXPECT_EQ(kb_desc_size(&w), L.size_w);
+                        // the fallback keeps dpack's block 0 (blk_f) in the data pack's reserve blocks
+                        EXPECT_LE(L.blk_d + L.blk_f, L.size_d);
+                        // CPU reserve: activations + LSTM cells / GRU h.R_h (forward pack), dXP + dHP (data pack)
+                        const int64_t BT = B * T;
+                        EXPECT_LE(L.blk_f + BT * G * U + BT * U, L.size_f);
+                        EXPECT_LE(L.blk_d + 2 * BT * G * U, L.size_d);
+                        // cuDNN's reserve region, for every reserve size up to the larger pack
+                        for (size_t es : {(size_t)4, (size_t)8}) {
+                            const size_t bf = (size_t)L.size_f * es, bd = (size_t)L.size_d * es;
+                            const size_t of = kb_rnn_reserve_offset(L.blk_f, es), od = kb_rnn_reserve_offset(L.blk_d, es);
+                            EXPECT_EQ(of % 256, 0u);
+                            EXPECT_EQ(od % 256, 0u);
+                            EXPECT_GE(of, (size_t)L.blk_f * es);  // block 0 untouched
+                            EXPECT_GE(od, (size_t)L.blk_d * es);
+                            EXPECT_LT(of, (size_t)L.blk_f * es + 256);
+                            bool prev = true;
+                            for (size_t r = 0; r <= bd + 8; r += (r < 600 ? 1 : 61)) {
+                                const bool fits = kb_rnn_reserve_fits(&L, es, r) != 0;
+                                EXPECT_TRUE(prev || !fits) << "fits is not monotone at " << r;
+                                prev = fits;
+                                if (fits) {
+                                    ASSERT_LE(of + r, bf) << "reserve " << r << " overruns the forward pack";
+                                    ASSERT_LE(od + r, bd) << "reserve " << r << " overruns the data pack";
+                                }
+                                // the exact rule: fits iff it fits both packs
+                                EXPECT_EQ(fits, of + r <= bf && od + r <= bd) << r;
+                                ++checked;
+                            }
+                        }
+                    }
+    EXPECT_GT(checked, 10000);
+}
+
+// Collects the nodes of op `op` reachable from t (internal view of graph/tensor.h).
+void find_ops(const kb_tensor *t, kb_op_id op, std::set<const kb_tensor *> &seen, std::vector<const kb_tensor *> &out) {
+    if (!t || !seen.insert(t).second) return;
+    if (t->kind == KB_KIND_OP && t->op == op) out.push_back(t);
+    for (int i = 0; i < t->n_in && i < KB_MAX_INPUTS; ++i) find_ops(t->in[i], op, seen, out);
+}
+
+// The gradient op cases (what test_parity runs on the GPU) feed the backward ops whole packs of
+// the layout's sizes (vjp through cudnn_rnn: dpack = slice_grad sums of the pack's shape), and run
+// on the CPU, whose kernels refuse buffers of other sizes with KB_ERR_INTERNAL.
+TEST_F(Rnn, GradientCasesFeedLayoutSizedPacks) {
+    int cases = 0;
+    for (const OpCase &c : op_cases()) {
+        if (c.name.rfind("cudnn_rnn_grad_", 0) != 0) continue;
+        SCOPED_TRACE(c.name);
+        ++cases;
+        auto values = case_inputs(c, gen);
+        for (kb_dtype dt : {KB_FLOAT32, KB_FLOAT64}) {
+            std::vector<kb_tensor *> vars;
+            for (size_t i = 0; i < c.shapes.size(); ++i) vars.push_back(make_var(ctx, values[i], c.shapes[i], dt));
+            kb_tensor *out = c.build(ctx, vars);
+            ASSERT_NE(out, nullptr) << kb_last_error();
+            int found = 0;
+            for (kb_op_id op : {KB_OP_CUDNN_RNN_BACKWARD_DATA, KB_OP_CUDNN_RNN_BACKWARD_WEIGHTS}) {
+                std::set<const kb_tensor *> seen;
+                std::vector<const kb_tensor *> nodes;
+                find_ops(out, op, seen, nodes);
+                for (const kb_tensor *n : nodes) {
+                    ++found;
+                    ASSERT_EQ(n->n_in, 8);
+                    const kb_desc &x = n->in[0]->desc, &r = n->in[4]->desc;
+                    kb_rnn_layout L;
+                    kb_rnn_layout_of((int)n->attrs.i64[0], x.shape[0], x.shape[1], x.shape[2], r.shape[0], &L);
+                    const bool data = op == KB_OP_CUDNN_RNN_BACKWARD_DATA;
+                    EXPECT_EQ(n->in[6]->op, KB_OP_CUDNN_RNN);  // the forward pack itself
+                    EXPECT_EQ(kb_desc_size(&n->in[6]->desc), L.size_f);
+                    EXPECT_EQ(kb_desc_size(&n->in[7]->desc), data ? L.size_f : L.size_d);
+                    EXPECT_EQ(kb_desc_size(&n->desc), data ? L.size_d : L.size_w);
+                    if (!data) {
+                        EXPECT_EQ(n->in[7]->op, KB_OP_CUDNN_RNN_BACKWARD_DATA);
+                    }
+                }
+            }
+            EXPECT_GE(found, 1) << "no backward op in the case's graph";
+            RunResult cpu = run_function(ctx, {out}, KB_DEVICE_CPU);
+            ASSERT_EQ(cpu.status, KB_OK) << cpu.error;
+            ASSERT_FALSE(cpu.outs[0].v.empty());
+            double norm = 0;
+            for (double v : cpu.outs[0].v) {
+                ASSERT_TRUE(std::isfinite(v));
+                norm += std::fabs(v);
+            }
+            EXPECT_GT(norm, 0.0);  // the loss reaches every input
+        }
+    }
+    EXPECT_EQ(cases, 6 + 5 + 4 + 5);  // LSTM 6, GRU 5 (no c0), simple tanh 4 (no state), relu 5
 }
 
 // Second derivatives through the fused layer are refused with a clear status.

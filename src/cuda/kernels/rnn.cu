@@ -36,8 +36,14 @@
  * kb_set_allow_tf32 on, CUDNN_DEFAULT_MATH. float64: CUDNN_DEFAULT_MATH.
  *
  * Plans. Descriptors and sizes (weight space, workspace of each mode, reserve) are made once per
- * (GPU ordinal, dtype, mode, math, B, T, I, U) and kept for the life of the process in a table
- * guarded by a mutex, as kernels/conv.cu does. devSeqLengths (B copies of T) are filled by a
+ * (GPU ordinal, dtype, mode, math, B, T, I, U, cuDNN handle, stream) and kept for the life of the
+ * process in a table guarded by a mutex. Unlike kernels/conv.cu's plans they hold handle-bound
+ * state (the dropout descriptor is set with the handle), and a handle dies with its context, so
+ * the handle is in the key: a plan is never used after its context freed the handle (plans are a
+ * few descriptors each; a process that makes many contexts keeps one set per context and shape).
+ * Buffer sizes are checked against ops/rnn_layout.h and every pointer cuDNN gets against 16-byte
+ * alignment (KB_ERR_INTERNAL, never a device fault); a CUDA error a cuDNN call leaves pending is
+ * reported right after that call. devSeqLengths (B copies of T) are filled by a
  * kernel into scratch each launch; all buffers come from kb_cuda_scratch_alloc. No host sync.
  */
 #include <stdlib.h>
@@ -46,6 +52,7 @@
 #include <vector>
 
 #include "cuda/kernels/common.cuh"
+#include "ops/rnn_layout.h"
 
 namespace {
 
@@ -150,10 +157,15 @@ template <> struct rnn_type<double> {
     static constexpr cudnnDataType_t data = CUDNN_DATA_DOUBLE;
 };
 
-/* The plan key: every field set (the struct is zeroed first, so memcmp is exact). */
+/* The plan key: every field set (the struct is zeroed first, so memcmp is exact). The cuDNN
+ * handle and stream are part of it: the plan's dropout descriptor is set with the handle of the
+ * context that made the plan, and a handle dies with its context (kb_context_free), so a plan is
+ * only ever used with the live handle (and stream) it was made with. A later context whose handle
+ * and stream land at the same addresses meets a descriptor pointing at those live objects. */
 struct rnn_key {
     int ordinal, dtype, mode, strict;
     int64_t B, T, I, U;
+    const void *handle, *stream;
 };
 
 struct rnn_plan {
@@ -293,16 +305,32 @@ struct scratch_set {
 /* The reserve region of a pack: blocks 1.. (2G blocks of `blk` elements), used from the first
  * multiple of 256 bytes past block 0 (relative to the pack, so the place does not depend on the
  * buffer's address; pool buffers are 256-byte aligned). cuDNN's reserve goes there when it fits
- * with that slack: a decision made from the plan's sizes alone, so the three kernels agree without
- * reading device memory. */
-bool reserve_fits(const rnn_plan *p, int64_t blk, int G, size_t es) {
+ * both packs (ops/rnn_layout.h): a decision made from the plan's sizes alone, so the three kernels
+ * agree without reading device memory. */
+bool reserve_fits(const rnn_plan *p, const kb_rnn_layout &L, size_t es) {
     const char *force = getenv("KB_RNN_RECOMPUTE"); /* "1": always the fallback (tests of that path) */
     if (force && strcmp(force, "1") == 0) return false;
-    return p->reserve + 256 <= (size_t)(2 * G) * (size_t)blk * es;
+    return kb_rnn_reserve_fits(&L, es, p->reserve) != 0;
 }
-void *reserve_at(const void *pack, int64_t blk, size_t es) {
-    size_t off = ((size_t)blk * es + 255) & ~(size_t)255;
-    return (char *)pack + off;
+void *reserve_at(const void *pack, int64_t blk, size_t es) { return (char *)pack + kb_rnn_reserve_offset(blk, es); }
+
+/* Guards that turn a layout slip into a clear error instead of a fault on the device. */
+kb_status size_is(const char *op, const char *what, int64_t have, int64_t want) {
+    if (have == want) return KB_OK;
+    return kb_set_error(KB_ERR_INTERNAL, "%s: %s has %lld elements, the packed recurrent layout needs %lld", op, what,
+                        (long long)have, (long long)want);
+}
+/* cuDNN's RNN kernels use vector loads: every pointer it gets is checked to be 16-byte aligned. */
+kb_status aligned(const char *op, const char *what, const void *ptr) {
+    if (((uintptr_t)ptr & 15) == 0) return KB_OK;
+    return kb_set_error(KB_ERR_INTERNAL, "%s: %s at %p is not 16-byte aligned for cuDNN", op, what, ptr);
+}
+/* A CUDA error left pending by a cuDNN call (it returned success) is reported as its own. */
+kb_status after_cudnn(const char *op, const char *call) {
+    cudaError_t e = cudaGetLastError();
+    if (e == cudaSuccess) return KB_OK;
+    return kb_set_error(e == cudaErrorMemoryAllocation ? KB_ERR_OUT_OF_MEMORY : KB_ERR_CUDA,
+                        "%s: %s left a CUDA error: %s (%s)", op, call, cudaGetErrorString(e), cudaGetErrorName(e));
 }
 
 template <typename T>
@@ -317,21 +345,39 @@ template <typename T>
 kb_status rnn_exec(const kb_exec *ex, const kb_attrs *a, const kb_buf *in, kb_buf *out, int dir) {
     kb_cuda_device *dev = kb_cuda_dev(ex);
     KB_TRY(kb_cuda_bind(dev));
-    int mode = (int)a->i64[0], G = gates_of(mode);
-    int64_t kH = mode == MODE_LSTM ? 2 : 1;
+    const char *op = ex->op;
+    int mode = (int)a->i64[0];
     int has_h0 = a->i64[1] != 0, has_c0 = a->i64[2] != 0 && mode == MODE_LSTM;
     int64_t B = in[0].shape[0], T_ = in[0].shape[1], I = in[0].shape[2], U = in[4].shape[0];
+    kb_rnn_layout L;
+    kb_rnn_layout_of(mode, B, T_, I, U, &L);
+    const int G = L.G;
+    const int64_t kH = L.kH, W = L.W, GU = (int64_t)G * U;
+    const int64_t blk_f = L.blk_f, blk_d = L.blk_d; /* block sizes of the forward / data packs */
     size_t es = sizeof(T);
     cudaStream_t st = dev->stream;
+    /* every buffer against the layout the infer rules gave the plan (ops/rnn_layout.h) */
+    KB_TRY(size_is(op, "x", in[0].size, B * T_ * I));
+    if (has_h0) KB_TRY(size_is(op, "h0", in[1].size, B * U));
+    if (has_c0) KB_TRY(size_is(op, "c0", in[2].size, B * U));
+    KB_TRY(size_is(op, "kernel", in[3].size, I * GU));
+    KB_TRY(size_is(op, "recurrent_kernel", in[4].size, U * GU));
+    KB_TRY(size_is(op, "bias", in[5].size, 2 * GU));
+    if (dir != FWD) {
+        KB_TRY(size_is(op, "the forward pack (input 6)", in[6].size, L.size_f));
+        KB_TRY(size_is(op, dir == BWD_DATA ? "dpack (input 7)" : "the data pack (input 7)", in[7].size,
+                       dir == BWD_DATA ? L.size_f : L.size_d));
+    }
+    KB_TRY(size_is(op, "the output", out->size, dir == FWD ? L.size_f : dir == BWD_DATA ? L.size_d : L.size_w));
     if (out->size == 0) return KB_OK;
     if (B == 0) { /* only the weights pack is non-empty: no sequence, zero gradient */
         KB_CUDA_CHECK(cudaMemsetAsync(out->data, 0, (size_t)out->size * es, st));
         return KB_OK;
     }
-    const int64_t big[] = {B, T_, I, U, B * U, (int64_t)G * U};
+    const int64_t big[] = {B, T_, I, U, B * U, GU};
     for (int64_t v : big)
         if (v > INT32_MAX)
-            return kb_set_error(KB_ERR_NOT_SUPPORTED, "%s: cuDNN takes int dims; a dim is %lld", ex->op, (long long)v);
+            return kb_set_error(KB_ERR_NOT_SUPPORTED, "%s: cuDNN takes int dims; a dim is %lld", op, (long long)v);
     cudnnHandle_t h;
     KB_TRY(kb_cuda_cudnn(dev, &h));
     rnn_key key;
@@ -341,17 +387,18 @@ kb_status rnn_exec(const kb_exec *ex, const kb_attrs *a, const kb_buf *in, kb_bu
     key.mode = mode;
     key.strict = in[0].dtype == KB_FLOAT32 && !dev->allow_tf32;
     key.B = B, key.T = T_, key.I = I, key.U = U;
+    key.handle = (const void *)h;
+    key.stream = (const void *)st;
     rnn_plan *p;
     KB_TRY(get_plan(h, key, rnn_type<T>::data, &p));
 
-    int64_t rows = kH + T_, W = I > U ? I : U, GU = (int64_t)G * U;
-    int64_t blk_f = B * rows * U, blk_d = B * rows * W; /* block sizes of the forward / data packs */
-    bool fit = reserve_fits(p, blk_f, G, es);            /* then also in the (wider) data pack */
+    bool fit = reserve_fits(p, L, es); /* in both packs (the same decision in all three kernels) */
     size_t nBU = (size_t)(B * U) * es, nY = (size_t)(B * T_ * U) * es;
     scratch_set sc(dev);
     void *seq, *work, *y;
+    size_t work_size = p->work[dir == FWD && !fit ? 0 : 1];
     KB_TRY(sc.get((size_t)B * sizeof(int32_t), &seq));
-    KB_TRY(sc.get(p->work[dir == FWD && !fit ? 0 : 1], &work));
+    KB_TRY(sc.get(work_size, &work));
     KB_TRY(sc.get(nY, &y));
     k_fill_i32<<<kb_blocks(dev, B, KB_THREADS), KB_THREADS, 0, st>>>((int32_t *)seq, B, (int32_t)T_);
     KB_CUDA_CHECK(cudaGetLastError());
@@ -360,13 +407,18 @@ kb_status rnn_exec(const kb_exec *ex, const kb_attrs *a, const kb_buf *in, kb_bu
     const T *x = (const T *)in[0].data;
     const T *hx = has_h0 ? (const T *)in[1].data : nullptr, *cx = has_c0 ? (const T *)in[2].data : nullptr;
     size_t wsize = p->wsize;
-    size_t work_size = p->work[dir == FWD && !fit ? 0 : 1];
+    KB_TRY(aligned(op, "x", x));
+    KB_TRY(aligned(op, "h0", hx));
+    KB_TRY(aligned(op, "c0", cx));
+    KB_TRY(aligned(op, "the workspace", work));
+    KB_TRY(aligned(op, "y", y));
     /* the weight space gathered from the Keras arrays (offsets read on the first launch) */
     void *w = nullptr;
     bool need_w = dir != BWD_WEIGHTS || !fit;
     if (need_w) {
         KB_TRY(sc.get(wsize, &w));
-        KB_TRY(ensure_offsets(h, p, w, es, ex->op));
+        KB_TRY(aligned(op, "the weight space", w));
+        KB_TRY(ensure_offsets(h, p, w, es, op));
         k_weights<T><<<kb_blocks(dev, m.total, KB_THREADS), KB_THREADS, 0, st>>>((T *)w, kk, rk, bias, m, 1);
         KB_CUDA_CHECK(cudaGetLastError());
     }
@@ -375,10 +427,14 @@ kb_status rnn_exec(const kb_exec *ex, const kb_attrs *a, const kb_buf *in, kb_bu
         void *hy, *cy = nullptr;
         KB_TRY(sc.get(nBU, &hy));
         if (mode == MODE_LSTM) KB_TRY(sc.get(nBU, &cy));
+        KB_TRY(aligned(op, "h_n", hy));
+        KB_TRY(aligned(op, "c_n", cy));
         void *reserve = fit ? reserve_at(out->data, blk_f, es) : nullptr;
+        KB_TRY(aligned(op, "the reserve in the pack", reserve));
         KB_CUDNN_CHECK(cudnnRNNForward(h, p->rnn, fit ? CUDNN_FWD_MODE_TRAINING : CUDNN_FWD_MODE_INFERENCE,
                                        (const int32_t *)seq, p->xd, x, p->yd, y, p->hd, hx, hy, p->hd, cx, cy, wsize, w,
                                        work_size, work, fit ? p->reserve : 0, reserve));
+        KB_TRY(after_cudnn(op, "cudnnRNNForward"));
         k_pack_fwd<T><<<kb_blocks(dev, blk_f, KB_THREADS), KB_THREADS, 0, st>>>(
             (T *)out->data, (const T *)y, (const T *)hy, (const T *)(cy ? cy : hy), T_, U, kH, blk_f);
         KB_CUDA_CHECK(cudaGetLastError());
@@ -414,17 +470,23 @@ kb_status rnn_exec(const kb_exec *ex, const kb_attrs *a, const kb_buf *in, kb_bu
         KB_CUDNN_CHECK(cudnnRNNForward(h, p->rnn, CUDNN_FWD_MODE_TRAINING, (const int32_t *)seq, p->xd, x, p->yd, y,
                                        p->hd, hx, nullptr, p->hd, cx, nullptr, wsize, w, work_size, work, p->reserve,
                                        reserve));
-        if (dir == BWD_DATA) /* keep dpack's block 0 for backward-weights */
+        KB_TRY(after_cudnn(op, "cudnnRNNForward (training, recompute)"));
+        if (dir == BWD_DATA) /* keep dpack's block 0 in the reserve blocks for backward-weights */
             KB_CUDA_CHECK(cudaMemcpyAsync((T *)out->data + blk_d, in[7].data, (size_t)blk_f * es,
                                           cudaMemcpyDeviceToDevice, st));
     }
+    KB_TRY(aligned(op, "the reserve", reserve));
     if (dir == BWD_DATA || !fit) {
         KB_TRY(sc.get((size_t)(B * T_ * I) * es, &dx));
         if (dir == BWD_DATA && has_h0) KB_TRY(sc.get(nBU, &dhx));
         if (dir == BWD_DATA && has_c0) KB_TRY(sc.get(nBU, &dcx));
+        const void *ptrs[] = {dy, dhy, dcy, dx, dhx, dcx};
+        const char *names[] = {"dy", "dh_n", "dc_n", "dx", "dh0", "dc0"};
+        for (int i = 0; i < 6; ++i) KB_TRY(aligned(op, names[i], ptrs[i]));
         KB_CUDNN_CHECK(cudnnRNNBackwardData_v8(h, p->rnn, (const int32_t *)seq, p->yd, y, dy, p->xd, dx, p->hd, hx, dhy,
                                                dhx, p->hd, cx, dcy, dcx, wsize, w, work_size, work, p->reserve,
                                                reserve));
+        KB_TRY(after_cudnn(op, "cudnnRNNBackwardData_v8"));
     }
     if (dir == BWD_DATA) {
         k_pack_bwd<T><<<kb_blocks(dev, blk_d, KB_THREADS), KB_THREADS, 0, st>>>(
@@ -434,10 +496,12 @@ kb_status rnn_exec(const kb_exec *ex, const kb_attrs *a, const kb_buf *in, kb_bu
     }
     void *dw;
     KB_TRY(sc.get(wsize, &dw));
-    KB_TRY(ensure_offsets(h, p, dw, es, ex->op));
+    KB_TRY(aligned(op, "the weight gradient space", dw));
+    KB_TRY(ensure_offsets(h, p, dw, es, op));
     KB_CUDA_CHECK(cudaMemsetAsync(dw, 0, wsize, st));
     KB_CUDNN_CHECK(cudnnRNNBackwardWeights_v8(h, p->rnn, CUDNN_WGRAD_MODE_ADD, (const int32_t *)seq, p->xd, x, p->hd,
                                               hx, p->yd, y, wsize, dw, work_size, work, p->reserve, reserve));
+    KB_TRY(after_cudnn(op, "cudnnRNNBackwardWeights_v8"));
     /* out = [dkernel (I, GU) | drecurrent (U, GU) | dbias (2 GU)], Keras layout */
     T *o = (T *)out->data;
     k_weights<T><<<kb_blocks(dev, m.total, KB_THREADS), KB_THREADS, 0, st>>>((T *)dw, o, o + I * GU, o + (I + U) * GU,

@@ -21,6 +21,7 @@
 #include "core/dtype.h"
 #include "cpu/cpu_common.h"
 #include "cpu/cpu_kernels.h"
+#include "ops/rnn_layout.h"
 
 enum { MODE_LSTM = 0, MODE_GRU = 1, MODE_TANH = 2, MODE_RELU = 3 }; /* attrs.i64[0], ops/rnn.c */
 enum { FWD = 0, BWD_DATA = 1, BWD_WEIGHTS = 2 };
@@ -189,8 +190,19 @@ static kb_status run(const kb_exec *ex, const kb_attrs *a, const kb_buf *in, kb_
         if (!fits(dims[i]))
             return kb_set_error(KB_ERR_NOT_SUPPORTED, "%s: CBLAS takes int sizes; a GEMM dimension is %lld", ex->op,
                                 (long long)dims[i]);
-    int64_t rows = g.kH + g.T, W = g.In > g.U ? g.In : g.U;
-    int64_t blk_f = g.B * rows * g.U, blk_d = g.B * rows * W; /* block sizes of the two packs */
+    kb_rnn_layout L;
+    kb_rnn_layout_of(g.mode, g.B, g.T, g.In, g.U, &L);
+    int64_t rows = L.rows, W = L.W;
+    int64_t blk_f = L.blk_f, blk_d = L.blk_d; /* block sizes of the two packs */
+    /* the packs the plan allocated must be the layout this kernel indexes (ops/rnn_layout.h) */
+    int64_t want_out = which == FWD ? L.size_f : which == BWD_DATA ? L.size_d : L.size_w;
+    if (out->size != want_out || (which != FWD && in[6].size != L.size_f) ||
+        (which != FWD && in[7].size != (which == BWD_DATA ? L.size_f : L.size_d)))
+        return kb_set_error(KB_ERR_INTERNAL,
+                            "%s: packed recurrent buffers do not match the layout (output %lld, want %lld; inputs "
+                            "6 / 7: %lld / %lld)",
+                            ex->op, (long long)out->size, (long long)want_out, (long long)(which != FWD ? in[6].size : 0),
+                            (long long)(which != FWD ? in[7].size : 0));
     state s;
     memset(&s, 0, sizeof s);
     kb_status st = KB_OK;
