@@ -35,12 +35,12 @@
  * Math type. float32 is strict by default: CUDNN_FMA_MATH (no TF32 tensor ops); with
  * kb_set_allow_tf32 on, CUDNN_DEFAULT_MATH. float64: CUDNN_DEFAULT_MATH.
  *
- * Plans. Descriptors and sizes (weight space, workspace of each mode, reserve) are made once per
- * (GPU ordinal, dtype, mode, math, B, T, I, U, cuDNN handle, stream) and kept for the life of the
- * process in a table guarded by a mutex. Unlike kernels/conv.cu's plans they hold handle-bound
- * state (the dropout descriptor is set with the handle), and a handle dies with its context, so
- * the handle is in the key: a plan is never used after its context freed the handle (plans are a
- * few descriptors each; a process that makes many contexts keeps one set per context and shape).
+ * Plans. Data / tensor descriptors, sizes (weight space, workspace of each mode, reserve) and the
+ * weight offsets are made once per (GPU ordinal, dtype, mode, math, B, T, I, U) and kept for the
+ * life of the process in a table guarded by a mutex, as kernels/conv.cu does. The RNN descriptor
+ * and its dropout descriptor are bound to a cuDNN handle, which dies with its context: they are
+ * made per launch with the calling context's handle (host work of a few microseconds) and never
+ * cached, so no context runs cuDNN on another context's freed handle.
  * Buffer sizes are checked against ops/rnn_layout.h and every pointer cuDNN gets against 16-byte
  * alignment (KB_ERR_INTERNAL, never a device fault); a CUDA error a cuDNN call leaves pending is
  * reported right after that call. devSeqLengths (B copies of T) are filled by a
@@ -157,21 +157,19 @@ template <> struct rnn_type<double> {
     static constexpr cudnnDataType_t data = CUDNN_DATA_DOUBLE;
 };
 
-/* The plan key: every field set (the struct is zeroed first, so memcmp is exact). The cuDNN
- * handle and stream are part of it: the plan's dropout descriptor is set with the handle of the
- * context that made the plan, and a handle dies with its context (kb_context_free), so a plan is
- * only ever used with the live handle (and stream) it was made with. A later context whose handle
- * and stream land at the same addresses meets a descriptor pointing at those live objects. */
+/* The plan key: every field set (the struct is zeroed first, so memcmp is exact). */
 struct rnn_key {
     int ordinal, dtype, mode, strict;
     int64_t B, T, I, U;
-    const void *handle, *stream;
 };
 
+/* A plan holds no handle-bound state: the data / tensor descriptors, the sizes and the weight
+ * offsets, which depend on the key alone. (It used to hold the RNN descriptor and its dropout
+ * descriptor, set with the handle of the context that made the plan; a handle dies with its
+ * context, and a later context of the same shapes then ran cuDNN on a descriptor bound to a freed
+ * handle: the parity run's first training-mode call faulted.) */
 struct rnn_plan {
     rnn_key key;
-    cudnnRNNDescriptor_t rnn;
-    cudnnDropoutDescriptor_t drop;
     cudnnRNNDataDescriptor_t xd, yd;
     cudnnTensorDescriptor_t hd, md, bd; /* md / bd: for cudnnGetRNNWeightParams (under the mutex) */
     size_t wsize, work[2], reserve;     /* work[0] inference, work[1] training */
@@ -182,20 +180,41 @@ struct rnn_plan {
 std::mutex g_rnn_mu;
 std::vector<rnn_plan *> g_rnn_plans; /* never freed: lives as long as the process */
 
-kb_status make_plan(cudnnHandle_t h, const rnn_key &k, cudnnDataType_t data, rnn_plan **out) {
-    rnn_plan *p = new rnn_plan();
-    p->key = k;
+/* The RNN descriptor and its (probability 0) dropout descriptor, made per launch with the calling
+ * context's handle, as frameworks do, and destroyed when the launch returns: host objects that
+ * the enqueued work does not keep. */
+struct rnn_descs {
+    cudnnRNNDescriptor_t rnn = nullptr;
+    cudnnDropoutDescriptor_t drop = nullptr;
+    rnn_descs() = default;
+    ~rnn_descs() {
+        if (rnn) cudnnDestroyRNNDescriptor(rnn);
+        if (drop) cudnnDestroyDropoutDescriptor(drop);
+    }
+    rnn_descs(const rnn_descs &) = delete;
+    rnn_descs &operator=(const rnn_descs &) = delete;
+};
+
+kb_status make_descs(cudnnHandle_t h, const rnn_key &k, cudnnDataType_t data, rnn_descs *d) {
     cudnnRNNMode_t cell = k.mode == MODE_LSTM ? CUDNN_LSTM
                           : k.mode == MODE_GRU ? CUDNN_GRU
                           : k.mode == MODE_TANH ? CUDNN_RNN_TANH
                                                 : CUDNN_RNN_RELU;
     cudnnMathType_t math = data == CUDNN_DATA_FLOAT && k.strict ? CUDNN_FMA_MATH : CUDNN_DEFAULT_MATH;
-    KB_CUDNN_CHECK(cudnnCreateDropoutDescriptor(&p->drop));
-    KB_CUDNN_CHECK(cudnnSetDropoutDescriptor(p->drop, h, 0.0f, nullptr, 0, 0));
-    KB_CUDNN_CHECK(cudnnCreateRNNDescriptor(&p->rnn));
-    KB_CUDNN_CHECK(cudnnSetRNNDescriptor_v8(p->rnn, CUDNN_RNN_ALGO_STANDARD, cell, CUDNN_RNN_DOUBLE_BIAS,
+    KB_CUDNN_CHECK(cudnnCreateDropoutDescriptor(&d->drop));
+    KB_CUDNN_CHECK(cudnnSetDropoutDescriptor(d->drop, h, 0.0f, nullptr, 0, 0));
+    KB_CUDNN_CHECK(cudnnCreateRNNDescriptor(&d->rnn));
+    KB_CUDNN_CHECK(cudnnSetRNNDescriptor_v8(d->rnn, CUDNN_RNN_ALGO_STANDARD, cell, CUDNN_RNN_DOUBLE_BIAS,
                                             CUDNN_UNIDIRECTIONAL, CUDNN_LINEAR_INPUT, data, data, math, (int32_t)k.I,
-                                            (int32_t)k.U, (int32_t)k.U, 1, p->drop, CUDNN_RNN_PADDED_IO_ENABLED));
+                                            (int32_t)k.U, (int32_t)k.U, 1, d->drop, CUDNN_RNN_PADDED_IO_ENABLED));
+    return KB_OK;
+}
+
+kb_status make_plan(cudnnHandle_t h, const rnn_key &k, cudnnDataType_t data, rnn_plan **out) {
+    rnn_plan *p = new rnn_plan();
+    p->key = k;
+    rnn_descs d;
+    KB_TRY(make_descs(h, k, data, &d));
     std::vector<int> lens((size_t)k.B, (int)k.T);
     KB_CUDNN_CHECK(cudnnCreateRNNDataDescriptor(&p->xd));
     KB_CUDNN_CHECK(cudnnCreateRNNDataDescriptor(&p->yd));
@@ -208,10 +227,10 @@ kb_status make_plan(cudnnHandle_t h, const rnn_key &k, cudnnDataType_t data, rnn
     KB_CUDNN_CHECK(cudnnSetTensorNdDescriptor(p->hd, data, 3, hdims, hstr));
     KB_CUDNN_CHECK(cudnnCreateTensorDescriptor(&p->md));
     KB_CUDNN_CHECK(cudnnCreateTensorDescriptor(&p->bd));
-    KB_CUDNN_CHECK(cudnnGetRNNWeightSpaceSize(h, p->rnn, &p->wsize));
+    KB_CUDNN_CHECK(cudnnGetRNNWeightSpaceSize(h, d.rnn, &p->wsize));
     size_t unused = 0;
-    KB_CUDNN_CHECK(cudnnGetRNNTempSpaceSizes(h, p->rnn, CUDNN_FWD_MODE_INFERENCE, p->xd, &p->work[0], &unused));
-    KB_CUDNN_CHECK(cudnnGetRNNTempSpaceSizes(h, p->rnn, CUDNN_FWD_MODE_TRAINING, p->xd, &p->work[1], &p->reserve));
+    KB_CUDNN_CHECK(cudnnGetRNNTempSpaceSizes(h, d.rnn, CUDNN_FWD_MODE_INFERENCE, p->xd, &p->work[0], &unused));
+    KB_CUDNN_CHECK(cudnnGetRNNTempSpaceSizes(h, d.rnn, CUDNN_FWD_MODE_TRAINING, p->xd, &p->work[1], &p->reserve));
     *out = p;
     return KB_OK;
 }
@@ -231,7 +250,8 @@ bool piece_is(cudnnTensorDescriptor_t d, int64_t rows, int64_t cols) {
 }
 
 /* The element offsets of the weight pieces, read once per plan from a weight space at `base`. */
-kb_status ensure_offsets(cudnnHandle_t h, rnn_plan *p, void *base, size_t esize, const char *op) {
+kb_status ensure_offsets(cudnnHandle_t h, cudnnRNNDescriptor_t rnn, rnn_plan *p, void *base, size_t esize,
+                         const char *op) {
     std::lock_guard<std::mutex> lock(g_rnn_mu);
     if (p->have_offsets) return KB_OK;
     const rnn_key &k = p->key;
@@ -244,7 +264,7 @@ kb_status ensure_offsets(cudnnHandle_t h, rnn_plan *p, void *base, size_t esize,
         for (int blk = 0; blk < G; ++blk) {
             int id = rec * G + cudnn_block(k.mode, blk);
             void *ma = nullptr, *ba = nullptr;
-            KB_CUDNN_CHECK(cudnnGetRNNWeightParams(h, p->rnn, 0, p->wsize, base, id, p->md, &ma, p->bd, &ba));
+            KB_CUDNN_CHECK(cudnnGetRNNWeightParams(h, rnn, 0, p->wsize, base, id, p->md, &ma, p->bd, &ba));
             int64_t in = rec ? k.U : k.I;
             if (!ma || !piece_is(p->md, k.U, in)) return layout_error(op, "matrix", id);
             if (!ba || !piece_is(p->bd, k.U, 1)) return layout_error(op, "bias", id);
@@ -387,10 +407,10 @@ kb_status rnn_exec(const kb_exec *ex, const kb_attrs *a, const kb_buf *in, kb_bu
     key.mode = mode;
     key.strict = in[0].dtype == KB_FLOAT32 && !dev->allow_tf32;
     key.B = B, key.T = T_, key.I = I, key.U = U;
-    key.handle = (const void *)h;
-    key.stream = (const void *)st;
     rnn_plan *p;
     KB_TRY(get_plan(h, key, rnn_type<T>::data, &p));
+    rnn_descs d; /* this launch's, with this context's handle */
+    KB_TRY(make_descs(h, key, rnn_type<T>::data, &d));
 
     bool fit = reserve_fits(p, L, es); /* in both packs (the same decision in all three kernels) */
     size_t nBU = (size_t)(B * U) * es, nY = (size_t)(B * T_ * U) * es;
@@ -418,7 +438,7 @@ kb_status rnn_exec(const kb_exec *ex, const kb_attrs *a, const kb_buf *in, kb_bu
     if (need_w) {
         KB_TRY(sc.get(wsize, &w));
         KB_TRY(aligned(op, "the weight space", w));
-        KB_TRY(ensure_offsets(h, p, w, es, op));
+        KB_TRY(ensure_offsets(h, d.rnn, p, w, es, op));
         k_weights<T><<<kb_blocks(dev, m.total, KB_THREADS), KB_THREADS, 0, st>>>((T *)w, kk, rk, bias, m, 1);
         KB_CUDA_CHECK(cudaGetLastError());
     }
@@ -431,7 +451,7 @@ kb_status rnn_exec(const kb_exec *ex, const kb_attrs *a, const kb_buf *in, kb_bu
         KB_TRY(aligned(op, "c_n", cy));
         void *reserve = fit ? reserve_at(out->data, blk_f, es) : nullptr;
         KB_TRY(aligned(op, "the reserve in the pack", reserve));
-        KB_CUDNN_CHECK(cudnnRNNForward(h, p->rnn, fit ? CUDNN_FWD_MODE_TRAINING : CUDNN_FWD_MODE_INFERENCE,
+        KB_CUDNN_CHECK(cudnnRNNForward(h, d.rnn, fit ? CUDNN_FWD_MODE_TRAINING : CUDNN_FWD_MODE_INFERENCE,
                                        (const int32_t *)seq, p->xd, x, p->yd, y, p->hd, hx, hy, p->hd, cx, cy, wsize, w,
                                        work_size, work, fit ? p->reserve : 0, reserve));
         KB_TRY(after_cudnn(op, "cudnnRNNForward"));
@@ -467,7 +487,7 @@ kb_status rnn_exec(const kb_exec *ex, const kb_attrs *a, const kb_buf *in, kb_bu
     } else {
         /* fallback: recompute the training forward (reserve in scratch) */
         KB_TRY(sc.get(p->reserve, &reserve));
-        KB_CUDNN_CHECK(cudnnRNNForward(h, p->rnn, CUDNN_FWD_MODE_TRAINING, (const int32_t *)seq, p->xd, x, p->yd, y,
+        KB_CUDNN_CHECK(cudnnRNNForward(h, d.rnn, CUDNN_FWD_MODE_TRAINING, (const int32_t *)seq, p->xd, x, p->yd, y,
                                        p->hd, hx, nullptr, p->hd, cx, nullptr, wsize, w, work_size, work, p->reserve,
                                        reserve));
         KB_TRY(after_cudnn(op, "cudnnRNNForward (training, recompute)"));
@@ -483,7 +503,7 @@ kb_status rnn_exec(const kb_exec *ex, const kb_attrs *a, const kb_buf *in, kb_bu
         const void *ptrs[] = {dy, dhy, dcy, dx, dhx, dcx};
         const char *names[] = {"dy", "dh_n", "dc_n", "dx", "dh0", "dc0"};
         for (int i = 0; i < 6; ++i) KB_TRY(aligned(op, names[i], ptrs[i]));
-        KB_CUDNN_CHECK(cudnnRNNBackwardData_v8(h, p->rnn, (const int32_t *)seq, p->yd, y, dy, p->xd, dx, p->hd, hx, dhy,
+        KB_CUDNN_CHECK(cudnnRNNBackwardData_v8(h, d.rnn, (const int32_t *)seq, p->yd, y, dy, p->xd, dx, p->hd, hx, dhy,
                                                dhx, p->hd, cx, dcy, dcx, wsize, w, work_size, work, p->reserve,
                                                reserve));
         KB_TRY(after_cudnn(op, "cudnnRNNBackwardData_v8"));
@@ -497,9 +517,9 @@ kb_status rnn_exec(const kb_exec *ex, const kb_attrs *a, const kb_buf *in, kb_bu
     void *dw;
     KB_TRY(sc.get(wsize, &dw));
     KB_TRY(aligned(op, "the weight gradient space", dw));
-    KB_TRY(ensure_offsets(h, p, dw, es, op));
+    KB_TRY(ensure_offsets(h, d.rnn, p, dw, es, op));
     KB_CUDA_CHECK(cudaMemsetAsync(dw, 0, wsize, st));
-    KB_CUDNN_CHECK(cudnnRNNBackwardWeights_v8(h, p->rnn, CUDNN_WGRAD_MODE_ADD, (const int32_t *)seq, p->xd, x, p->hd,
+    KB_CUDNN_CHECK(cudnnRNNBackwardWeights_v8(h, d.rnn, CUDNN_WGRAD_MODE_ADD, (const int32_t *)seq, p->xd, x, p->hd,
                                               hx, p->yd, y, wsize, dw, work_size, work, p->reserve, reserve));
     KB_TRY(after_cudnn(op, "cudnnRNNBackwardWeights_v8"));
     /* out = [dkernel (I, GU) | drecurrent (U, GU) | dbias (2 GU)], Keras layout */
