@@ -305,7 +305,7 @@ kb_status get_plan(cudnnHandle_t h, const rnn_key &k, cudnnDataType_t data, rnn_
 /* Scratch buffers of one launch, freed (stream-ordered, after the enqueued work) on every return. */
 struct scratch_set {
     kb_cuda_device *dev;
-    void *p[16] = {};
+    void *p[24] = {}; /* a launch takes at most 15 */
     int n = 0;
     explicit scratch_set(kb_cuda_device *d) : dev(d) {}
     ~scratch_set() {
@@ -314,6 +314,8 @@ struct scratch_set {
     kb_status get(size_t bytes, void **out) {
         *out = nullptr;
         if (bytes == 0) return KB_OK;
+        if (n == (int)(sizeof p / sizeof p[0]))
+            return kb_set_error(KB_ERR_INTERNAL, "kernels/rnn.cu: more scratch buffers than the launch keeps");
         KB_TRY(kb_cuda_scratch_alloc(dev, bytes, out));
         p[n++] = *out;
         return KB_OK;
@@ -344,6 +346,16 @@ kb_status size_is(const char *op, const char *what, int64_t have, int64_t want) 
 kb_status aligned(const char *op, const char *what, const void *ptr) {
     if (((uintptr_t)ptr & 15) == 0) return KB_OK;
     return kb_set_error(KB_ERR_INTERNAL, "%s: %s at %p is not 16-byte aligned for cuDNN", op, what, ptr);
+}
+/* *p, if it is not 16-byte aligned, replaced by an aligned scratch copy of its `bytes`. */
+template <typename T>
+kb_status stage_aligned(scratch_set &sc, cudaStream_t st, const T **p, size_t bytes) {
+    if (!*p || ((uintptr_t)*p & 15) == 0) return KB_OK;
+    void *q;
+    KB_TRY(sc.get(bytes, &q));
+    KB_CUDA_CHECK(cudaMemcpyAsync(q, *p, bytes, cudaMemcpyDeviceToDevice, st));
+    *p = (const T *)q;
+    return KB_OK;
 }
 /* A CUDA error left pending by a cuDNN call (it returned success) is reported as its own. */
 kb_status after_cudnn(const char *op, const char *call) {
@@ -427,9 +439,11 @@ kb_status rnn_exec(const kb_exec *ex, const kb_attrs *a, const kb_buf *in, kb_bu
     const T *x = (const T *)in[0].data;
     const T *hx = has_h0 ? (const T *)in[1].data : nullptr, *cx = has_c0 ? (const T *)in[2].data : nullptr;
     size_t wsize = p->wsize;
-    KB_TRY(aligned(op, "x", x));
-    KB_TRY(aligned(op, "h0", hx));
-    KB_TRY(aligned(op, "c0", cx));
+    /* graph buffers are 256-byte aligned, but an input may come from elsewhere (a loop body's feed
+     * points into the loop's buffer): one that is not 16-byte aligned is staged into scratch */
+    KB_TRY(stage_aligned(sc, st, &x, (size_t)(B * T_ * I) * es));
+    KB_TRY(stage_aligned(sc, st, &hx, nBU));
+    KB_TRY(stage_aligned(sc, st, &cx, nBU));
     KB_TRY(aligned(op, "the workspace", work));
     KB_TRY(aligned(op, "y", y));
     /* the weight space gathered from the Keras arrays (offsets read on the first launch) */
