@@ -31,8 +31,10 @@
  * So the GPU runs one training forward, one backward-data and one backward-weights per training
  * step, as a fused layer should, though each op has one output. Every slice of block 0 starts at a
  * fixed index, so B and T may be unknown at graph build; I, U (the weight shapes) must be known.
- * When cuDNN's reserve does not fit the 2G blocks (decided from the plan's sizes, the same way by
- * all three kernels), the GPU falls back: the forward runs cuDNN's inference mode, backward-data
+ * The sizes and block arithmetic of the three packs are ops/rnn_layout.h (kb_rnn_layout), which
+ * the kernels index with and check their buffers against; tests/test_rnn.cpp checks it against
+ * these infer rules. When cuDNN's reserve does not fit the reserve region of both packs (decided
+ * from the plan's sizes, the same way by all three kernels), the GPU falls back: the forward runs cuDNN's inference mode, backward-data
  * recomputes the training forward and keeps dpack's block 0 in its reserve, and backward-weights
  * recomputes the forward and backward-data from it (kernels/rnn.cu).
  *
