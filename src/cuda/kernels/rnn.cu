@@ -167,7 +167,8 @@ struct rnn_key {
  * offsets, which depend on the key alone. (It used to hold the RNN descriptor and its dropout
  * descriptor, set with the handle of the context that made the plan; a handle dies with its
  * context, and a later context of the same shapes then ran cuDNN on a descriptor bound to a freed
- * handle: the parity run's first training-mode call faulted.) */
+ * handle: the likely cause of the fault at the parity run's first training-mode call, the first
+ * use of a plan made by an earlier, freed context.) */
 struct rnn_plan {
     rnn_key key;
     cudnnRNNDataDescriptor_t xd, yd;
