@@ -500,6 +500,7 @@ TEST_F(Rnn, PackLayoutMatchesInferRules) {
                         }
                     }
     EXPECT_GT(checked, 10000);
+    RecordProperty("reserve_sizes_checked", checked);
 }
 
 // Collects the nodes of op `op` reachable from t (internal view of graph/tensor.h).
