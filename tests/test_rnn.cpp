@@ -564,6 +564,45 @@ TEST_F(Rnn, GradientCasesFeedLayoutSizedPacks) {
     EXPECT_EQ(cases, 6 + 5 + 4 + 5);  // LSTM 6, GRU 5 (no c0), simple tanh 4 (no state), relu 5
 }
 
+// The rnn op cases CPU vs CUDA on both GPU paths (cuDNN's reserve in the packs, and the recompute
+// fallback forced by KB_RNN_RECOMPUTE=1): test_parity runs each case only on the path its shapes
+// select. Each case in a fresh CUDA context, as test_parity does (plans outlive contexts).
+class RnnCuda : public KbTest {
+protected:
+    kb_device context_device() const override { return cuda_available() ? KB_DEVICE_CUDA : KB_DEVICE_CPU; }
+};
+
+TEST_F(RnnCuda, OpCasesMatchCpuOnBothGpuPaths) {
+    KB_REQUIRE_CUDA();
+    int runs = 0;
+    for (const char *recompute : {"1", "0"}) {
+        setenv("KB_RNN_RECOMPUTE", recompute, 1);
+        for (const OpCase &c : op_cases()) {
+            if (c.name.rfind("cudnn_rnn_", 0) != 0) continue;
+            auto values = case_inputs(c, gen);
+            for (kb_dtype dt : {KB_FLOAT32, KB_FLOAT64}) {
+                kb_context_options o = KB_CONTEXT_OPTIONS_DEFAULTS;
+                o.device = KB_DEVICE_CUDA;
+                o.read_config = 0;
+                o.seed = seed;
+                kb_context *c2 = nullptr;
+                ASSERT_EQ(kb_context_new(&c2, &o), KB_OK) << kb_last_error();
+                ::testing::AssertionResult r =
+                    parity_check(c2, c.build, c.shapes, values, dt, dt == KB_FLOAT32 ? c.tol32 : c.tol64);
+                kb_context_free(c2);
+                ++runs;
+                if (!r) {
+                    unsetenv("KB_RNN_RECOMPUTE");
+                    FAIL() << c.name << " " << kb_dtype_name(dt) << " KB_RNN_RECOMPUTE=" << recompute << ": "
+                           << r.message();  // stop: a device fault would poison every later case
+                }
+            }
+        }
+    }
+    unsetenv("KB_RNN_RECOMPUTE");
+    EXPECT_EQ(runs, 2 * 2 * (9 + 20));
+}
+
 // Second derivatives through the fused layer are refused with a clear status.
 TEST_F(Rnn, SecondDerivativeRefused) {
     Weights w = random_weights(gen, GRU, 2, 3, 3, 2, true);
