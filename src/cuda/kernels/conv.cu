@@ -244,6 +244,7 @@ struct conv_plan {
     cudnnFilterDescriptor_t wd;
     cudnnConvolutionDescriptor_t cd[3]; /* one per direction: each carries its algorithm's math type */
     int chosen[3];
+    int none[3]; /* cuDNN offered no algorithm for that direction (asked once) */
     int algo[3];
     size_t ws[3];
 };
@@ -311,29 +312,36 @@ kb_status no_algo(const char *op, int dir) {
     return kb_set_error(KB_ERR_NOT_SUPPORTED, "%s: cuDNN offers no %s convolution algorithm for this shape%s",
                         op ? op : "conv", names[dir], " (with strict FP32 math)");
 }
-/* Choose the algorithm of direction dir once (caller holds g_plan_mu). */
-kb_status choose_algo(cudnnHandle_t h, conv_plan *p, int dir, const char *op) {
+/* No algorithm for direction dir: remembered in the plan, reported by the caller (no error set,
+ * so a channels-last launch can take the channels-first route instead). */
+kb_status mark_none(conv_plan *p, int dir) {
+    p->none[dir] = 1;
+    return KB_ERR_NOT_SUPPORTED;
+}
+/* Choose the algorithm of direction dir once (caller holds g_plan_mu); KB_ERR_NOT_SUPPORTED with no
+ * error set when cuDNN offers none. */
+kb_status choose_algo(cudnnHandle_t h, conv_plan *p, int dir) {
     int strict = p->key.strict, got = 0, i;
     cudnnMathType_t math;
     if (dir == FWD) {
         cudnnConvolutionFwdAlgoPerf_t perf[CUDNN_CONVOLUTION_FWD_ALGO_COUNT];
         KB_CUDNN_CHECK(cudnnGetConvolutionForwardAlgorithm_v7(h, p->xd, p->wd, p->cd[dir], p->yd,
                                                               CUDNN_CONVOLUTION_FWD_ALGO_COUNT, &got, perf));
-        if ((i = pick_algo(perf, got, strict)) < 0) return no_algo(op, dir);
+        if ((i = pick_algo(perf, got, strict)) < 0) return mark_none(p, dir);
         p->algo[dir] = (int)perf[i].algo;
         math = perf[i].mathType;
     } else if (dir == BWD_DATA) {
         cudnnConvolutionBwdDataAlgoPerf_t perf[CUDNN_CONVOLUTION_BWD_DATA_ALGO_COUNT];
         KB_CUDNN_CHECK(cudnnGetConvolutionBackwardDataAlgorithm_v7(h, p->wd, p->yd, p->cd[dir], p->xd,
                                                                    CUDNN_CONVOLUTION_BWD_DATA_ALGO_COUNT, &got, perf));
-        if ((i = pick_algo(perf, got, strict)) < 0) return no_algo(op, dir);
+        if ((i = pick_algo(perf, got, strict)) < 0) return mark_none(p, dir);
         p->algo[dir] = (int)perf[i].algo;
         math = perf[i].mathType;
     } else {
         cudnnConvolutionBwdFilterAlgoPerf_t perf[CUDNN_CONVOLUTION_BWD_FILTER_ALGO_COUNT];
         KB_CUDNN_CHECK(cudnnGetConvolutionBackwardFilterAlgorithm_v7(
             h, p->xd, p->yd, p->cd[dir], p->wd, CUDNN_CONVOLUTION_BWD_FILTER_ALGO_COUNT, &got, perf));
-        if ((i = pick_algo(perf, got, strict)) < 0) return no_algo(op, dir);
+        if ((i = pick_algo(perf, got, strict)) < 0) return mark_none(p, dir);
         p->algo[dir] = (int)perf[i].algo;
         math = perf[i].mathType;
     }
@@ -354,9 +362,10 @@ kb_status choose_algo(cudnnHandle_t h, conv_plan *p, int dir, const char *op) {
     return KB_OK;
 }
 
-/* The plan of key k with direction dir's algorithm chosen. */
+/* The plan of key k with direction dir's algorithm chosen. KB_ERR_NOT_SUPPORTED without an error
+ * set when cuDNN offers no algorithm for it (see mark_none). */
 kb_status get_plan(cudnnHandle_t h, const conv_key &k, cudnnDataType_t data, cudnnDataType_t compute, int dir,
-                   const char *op, const conv_plan **out) {
+                   const conv_plan **out) {
     std::lock_guard<std::mutex> lock(g_plan_mu);
     conv_plan *p = nullptr;
     for (conv_plan *q : g_plans)
@@ -369,10 +378,15 @@ kb_status get_plan(cudnnHandle_t h, const conv_key &k, cudnnDataType_t data, cud
         if (s != KB_OK) return s; /* a half-made plan is dropped (its descriptors leak once) */
         g_plans.push_back(p);
     }
-    if (!p->chosen[dir]) KB_TRY(choose_algo(h, p, dir, op));
+    if (p->none[dir]) return KB_ERR_NOT_SUPPORTED;
+    if (!p->chosen[dir]) KB_TRY(choose_algo(h, p, dir));
     *out = p;
     return KB_OK;
 }
+
+template <typename T>
+kb_status conv_via_cf(const kb_exec *ex, const kb_attrs *a, const kb_buf *xb, const kb_buf *kbuf, const kb_buf *yb,
+                      int dir, const conv_geom &g);
 
 /* One conv launch. x: image tensor (input of FWD / BWD_FILTER, output of BWD_DATA), k: Keras
  * kernel (output of BWD_FILTER), y: output of FWD or dy. */
@@ -404,8 +418,15 @@ kb_status conv_exec(const kb_exec *ex, const kb_attrs *a, const kb_buf *xb, cons
     key.KD = g.KD, key.KH = g.KH, key.KW = g.KW;
     key.sd = g.sd, key.sh = g.sh, key.sw = g.sw, key.dd = g.dd, key.dh = g.dh, key.dw = g.dw;
     key.pd = g.pf, key.ph = g.pt, key.pw = g.pl;
-    const conv_plan *p;
-    KB_TRY(get_plan(h, key, cudnn_type<T>::data, cudnn_type<T>::compute, dir, ex->op, &p));
+    const conv_plan *p = nullptr;
+    kb_status ps = get_plan(h, key, cudnn_type<T>::data, cudnn_type<T>::compute, dir, &p);
+    if (ps == KB_ERR_NOT_SUPPORTED && !p) {
+        /* cuDNN has no channels-last algorithm for some shapes and dtypes (float64 backward and 3-D
+         * on cuDNN 9.14): transpose to channels-first, which it covers, and back */
+        if (!g.cf) return conv_via_cf<T>(ex, a, xb, kbuf, yb, dir, g);
+        return no_algo(ex->op, dir);
+    }
+    KB_TRY(ps);
 
     scratch_set sc(dev);
     void *wf, *xp = nullptr, *ws;
@@ -448,6 +469,43 @@ kb_status conv_exec(const kb_exec *ex, const kb_attrs *a, const kb_buf *xb, cons
         KB_TRY(launch_permute<T>(dev, (const T *)wf, fd, g.cf ? from_kctrs : from_ktrsc, kk));
     }
     (void)out;
+    return KB_OK;
+}
+
+/* A channels-first buffer of n images, c channels and the spatial dims of g (nsp of them). */
+kb_buf cf_buf(const conv_geom &g, int64_t c, int64_t d, int64_t h, int64_t w) {
+    kb_buf b;
+    memset(&b, 0, sizeof b);
+    b.rank = g.nsp + 2;
+    b.shape[0] = g.N, b.shape[1] = c;
+    if (g.nsp == 3) b.shape[2] = d;
+    b.shape[b.rank - 2] = h, b.shape[b.rank - 1] = w;
+    b.size = g.N * c * d * h * w;
+    return b;
+}
+
+/* The channels-last launch of direction dir as a channels-first one: the image operands are
+ * transposed into scratch (NDHWC -> NCDHW; 2-D is depth 1), the launch runs with the channels_first
+ * flag, and the image result is transposed back. The kernel keeps its Keras layout throughout. */
+template <typename T>
+kb_status conv_via_cf(const kb_exec *ex, const kb_attrs *a, const kb_buf *xb, const kb_buf *kbuf, const kb_buf *yb,
+                      int dir, const conv_geom &g) {
+    kb_cuda_device *dev = kb_cuda_dev(ex);
+    kb_attrs acf = *a;
+    acf.i64[2 * g.nsp + 1] = 1;
+    kb_buf xc = cf_buf(g, g.C, g.D, g.H, g.W), yc = cf_buf(g, g.O, g.OD, g.OH, g.OW), kc = *kbuf;
+    xc.dtype = yc.dtype = xb->dtype;
+    scratch_set sc(dev);
+    KB_TRY(sc.get((size_t)xc.size * sizeof(T), &xc.data));
+    KB_TRY(sc.get((size_t)yc.size * sizeof(T), &yc.data));
+    const int to_cf[5] = {0, 4, 1, 2, 3}, to_cl[5] = {0, 2, 3, 4, 1};
+    const int64_t xl[5] = {g.N, g.D, g.H, g.W, g.C}, yl[5] = {g.N, g.OD, g.OH, g.OW, g.O};
+    const int64_t xcd[5] = {g.N, g.C, g.D, g.H, g.W}, ycd[5] = {g.N, g.O, g.OD, g.OH, g.OW};
+    if (dir != BWD_DATA) KB_TRY(launch_permute<T>(dev, (const T *)xb->data, xl, to_cf, (T *)xc.data));
+    if (dir != FWD) KB_TRY(launch_permute<T>(dev, (const T *)yb->data, yl, to_cf, (T *)yc.data));
+    KB_TRY(conv_exec<T>(ex, &acf, &xc, &kc, &yc, &kc, dir)); /* BWD_FILTER writes kc = the output kernel */
+    if (dir == FWD) KB_TRY(launch_permute<T>(dev, (const T *)yc.data, ycd, to_cl, (T *)yb->data));
+    if (dir == BWD_DATA) KB_TRY(launch_permute<T>(dev, (const T *)xc.data, xcd, to_cl, (T *)xb->data));
     return KB_OK;
 }
 
