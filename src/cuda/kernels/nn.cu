@@ -15,6 +15,7 @@
  * column, so that neighbouring threads read neighbouring addresses. in_top_k: one warp per row.
  */
 #include "cuda/kernels/common.cuh"
+#include "ops/nn_patches.h"
 
 namespace {
 
@@ -521,28 +522,9 @@ NN_LAUNCHER(sigmoid_cross_entropy)
 
 namespace {
 
-struct patch_geo {
-    int cf;
-    int64_t B, C, H, W, kh, kw, sh, sw, oh, ow, K;
-};
-static patch_geo patch_geo_of(const kb_attrs *a, const kb_buf *x) {
-    patch_geo g;
-    g.cf = (int)a->i64[0];
-    g.kh = a->i64[1], g.kw = a->i64[2], g.sh = a->i64[3], g.sw = a->i64[4], g.oh = a->i64[5], g.ow = a->i64[6];
-    g.B = x->shape[0];
-    if (x->rank == 3) {
-        g.H = 1, g.W = x->shape[1], g.C = x->shape[2];
-    } else if (g.cf) {
-        g.C = x->shape[1], g.H = x->shape[2], g.W = x->shape[3];
-    } else {
-        g.H = x->shape[1], g.W = x->shape[2], g.C = x->shape[3];
-    }
-    g.K = g.kh * g.kw * g.C;
-    return g;
-}
 
 template <typename T>
-__global__ void k_patches(const T *__restrict__ x, T *__restrict__ o, int64_t n, patch_geo g) {
+__global__ void k_patches(const T *__restrict__ x, T *__restrict__ o, int64_t n, kb_patch_geo g) {
     KB_GRID_LOOP(e, n) {
         int64_t k = e % g.K, r = e / g.K;
         int64_t b = r % g.B, p = r / g.B, i = p / g.ow, j = p % g.ow, c, dy, dx, src;
@@ -562,7 +544,7 @@ __global__ void k_patches(const T *__restrict__ x, T *__restrict__ o, int64_t n,
 }
 
 template <typename T>
-__global__ void k_patches_grad(const T *__restrict__ gy, T *__restrict__ dx, int64_t n, patch_geo g) {
+__global__ void k_patches_grad(const T *__restrict__ gy, T *__restrict__ dx, int64_t n, kb_patch_geo g) {
     KB_GRID_LOOP(e, n) {
         int64_t b, c, y, xx, t = e;
         if (!g.cf) {
@@ -591,7 +573,7 @@ kb_status patches_t(const kb_exec *ex, const kb_attrs *a, const kb_buf *in, kb_b
     int64_t n = out->size;
     if (n == 0) return KB_OK;
     KB_TRY(kb_cuda_bind(dev));
-    patch_geo g = patch_geo_of(a, &in[0]);
+    kb_patch_geo g = kb_patch_geo_of(a, &in[0]);
     k_patches<T><<<kb_blocks(dev, n, KB_THREADS), KB_THREADS, 0, dev->stream>>>((const T *)in[0].data,
                                                                                 (T *)out->data, n, g);
     KB_CUDA_CHECK(cudaGetLastError());
@@ -604,7 +586,7 @@ kb_status patches_grad_t(const kb_exec *ex, const kb_attrs *a, const kb_buf *in,
     int64_t n = out->size;
     if (n == 0) return KB_OK;
     KB_TRY(kb_cuda_bind(dev));
-    patch_geo g = patch_geo_of(a, &in[1]);
+    kb_patch_geo g = kb_patch_geo_of(a, &in[1]);
     k_patches_grad<T><<<kb_blocks(dev, n, KB_THREADS), KB_THREADS, 0, dev->stream>>>((const T *)in[0].data,
                                                                                      (T *)out->data, n, g);
     KB_CUDA_CHECK(cudaGetLastError());

@@ -8,6 +8,7 @@
 
 #include "cpu/cpu_common.h"
 #include "cpu/cpu_kernels.h"
+#include "ops/nn_patches.h"
 
 /* y[i] = F(x[i]) for float32 / float64; F(v) is an expression in double v, A the node's attrs. */
 #define NN_UNARY(NAME, F)                                                                            \
@@ -104,31 +105,11 @@ kb_status kb_cpu_sigmoid_cross_entropy(const kb_exec *ex, const kb_attrs *a, con
 
 /* ---- extract_patches / extract_patches_grad (local_conv1d / local_conv2d) ---- */
 
-/* The window geometry of a node (attrs layout in ops/nn.c) on a concrete x. */
-typedef struct patch_geo {
-    int cf;
-    int64_t B, C, H, W, kh, kw, sh, sw, oh, ow, K;
-} patch_geo;
-static patch_geo patch_geo_of(const kb_attrs *a, const kb_buf *x) {
-    patch_geo g;
-    g.cf = (int)a->i64[0];
-    g.kh = a->i64[1], g.kw = a->i64[2], g.sh = a->i64[3], g.sw = a->i64[4], g.oh = a->i64[5], g.ow = a->i64[6];
-    g.B = x->shape[0];
-    if (x->rank == 3) {
-        g.H = 1, g.W = x->shape[1], g.C = x->shape[2];
-    } else if (g.cf) {
-        g.C = x->shape[1], g.H = x->shape[2], g.W = x->shape[3];
-    } else {
-        g.H = x->shape[1], g.W = x->shape[2], g.C = x->shape[3];
-    }
-    g.K = g.kh * g.kw * g.C;
-    return g;
-}
 
 /* out[(p*B + b)*K + k] = x at window p's element k: contiguous runs of kw*C (channels_last) or
  * kw (channels_first) values. */
 #define PATCHES_T(T)                                                                               \
-    static void patches_##T(const T *x, T *o, const patch_geo *g) {                                \
+    static void patches_##T(const T *x, T *o, const kb_patch_geo *g) {                                \
         int64_t rows = g->oh * g->ow * g->B;                                                       \
         _Pragma("omp parallel for if (rows * g->K > KB_OMP_MIN)") for (int64_t r = 0; r < rows; ++r) { \
             int64_t p = r / g->B, b = r % g->B, i = p / g->ow, j = p % g->ow;                      \
@@ -153,7 +134,7 @@ PATCHES_T(double)
 /* dx[b, y, x, c] = sum over the windows (i, j) covering (y, x), i then j ascending, of
  * dy[(i*ow + j)*B + b][k]; the CUDA kernel sums in the same order. */
 #define PATCHES_GRAD_T(T)                                                                          \
-    static void patches_grad_##T(const T *gy, T *dx, const patch_geo *g, int64_t n) {              \
+    static void patches_grad_##T(const T *gy, T *dx, const kb_patch_geo *g, int64_t n) {              \
         _Pragma("omp parallel for if (n > KB_OMP_MIN)") for (int64_t e = 0; e < n; ++e) {          \
             int64_t b, c, y, xx, t = e;                                                            \
             if (!g->cf) {                                                                          \
@@ -180,7 +161,7 @@ PATCHES_GRAD_T(double)
 
 kb_status kb_cpu_extract_patches(const kb_exec *ex, const kb_attrs *a, const kb_buf *in, int n_in, kb_buf *out) {
     (void)n_in;
-    patch_geo g = patch_geo_of(a, &in[0]);
+    kb_patch_geo g = kb_patch_geo_of(a, &in[0]);
     switch (in[0].dtype) {
     case KB_FLOAT32: patches_float((const float *)in[0].data, (float *)out->data, &g); break;
     case KB_FLOAT64: patches_double((const double *)in[0].data, (double *)out->data, &g); break;
@@ -192,7 +173,7 @@ kb_status kb_cpu_extract_patches(const kb_exec *ex, const kb_attrs *a, const kb_
 kb_status kb_cpu_extract_patches_grad(const kb_exec *ex, const kb_attrs *a, const kb_buf *in, int n_in,
                                       kb_buf *out) {
     (void)n_in;
-    patch_geo g = patch_geo_of(a, &in[1]);
+    kb_patch_geo g = kb_patch_geo_of(a, &in[1]);
     switch (out->dtype) {
     case KB_FLOAT32: patches_grad_float((const float *)in[0].data, (float *)out->data, &g, out->size); break;
     case KB_FLOAT64: patches_grad_double((const double *)in[0].data, (double *)out->data, &g, out->size); break;
