@@ -28,6 +28,13 @@
  * table is guarded by a mutex; a plan is never changed after its algorithm is chosen, so launches
  * read it unlocked. Workspaces come from the device pool (kb_cuda_scratch_alloc) and are freed
  * right after the call.
+ *
+ * Groups. A grouped convolution (attribute groups G > 1; depthwise_conv2d is G = C) sets
+ * cudnnSetConvolutionGroupCount(G) on the convolution descriptors, with filter dims (O, C / G,
+ * (KD,) KH, KW) in the same KRSC / KCRS layouts (the Keras kernel (window, C / G, O) permuted as
+ * for G = 1); the plan key includes G. If cuDNN offers no algorithm (strict FP32 included) in the
+ * channels-last layout, the channels-first route is tried as for G = 1; if none there either, own
+ * direct kernels run (grouped_direct: one thread per output element, sums in double).
  */
 #include <vector>
 
@@ -236,6 +243,7 @@ struct conv_key {
     int ordinal, dtype, cf, strict, nsp;
     /* D, H, W: as cuDNN sees x (padded); 2-D: D = KD = sd = dd = 1, pd = 0 */
     int64_t N, C, D, H, W, O, KD, KH, KW, sd, sh, sw, dd, dh, dw, pd, ph, pw;
+    int64_t G; /* groups (1 = ordinary); the filter is (O, C / G, window) */
 };
 
 struct conv_plan {
@@ -271,7 +279,7 @@ kb_status make_plan(const conv_key &k, cudnnDataType_t data, cudnnDataType_t com
     if (k.nsp == 2) {
         KB_CUDNN_CHECK(cudnnSetTensor4dDescriptor(p->xd, fmt, data, (int)k.N, (int)k.C, (int)k.H, (int)k.W));
         KB_CUDNN_CHECK(cudnnSetTensor4dDescriptor(p->yd, fmt, data, (int)k.N, (int)k.O, (int)OH, (int)OW));
-        KB_CUDNN_CHECK(cudnnSetFilter4dDescriptor(p->wd, data, fmt, (int)k.O, (int)k.C, (int)k.KH, (int)k.KW));
+        KB_CUDNN_CHECK(cudnnSetFilter4dDescriptor(p->wd, data, fmt, (int)k.O, (int)(k.C / k.G), (int)k.KH, (int)k.KW));
         for (int d = 0; d < 3; ++d)
             KB_CUDNN_CHECK(cudnnSetConvolution2dDescriptor(p->cd[d], (int)k.ph, (int)k.pw, (int)k.sh, (int)k.sw,
                                                            (int)k.dh, (int)k.dw, CUDNN_CROSS_CORRELATION, compute));
@@ -279,7 +287,7 @@ kb_status make_plan(const conv_key &k, cudnnDataType_t data, cudnnDataType_t com
         KB_TRY(set_tensor5d(p->xd, data, k.cf, k.N, k.C, k.D, k.H, k.W));
         KB_TRY(set_tensor5d(p->yd, data, k.cf, k.N, k.O, OD, OH, OW));
         /* Filter dims are always given as (K, C, T, R, S); the format says the memory order. */
-        const int fdims[5] = {(int)k.O, (int)k.C, (int)k.KD, (int)k.KH, (int)k.KW};
+        const int fdims[5] = {(int)k.O, (int)(k.C / k.G), (int)k.KD, (int)k.KH, (int)k.KW};
         KB_CUDNN_CHECK(cudnnSetFilterNdDescriptor(p->wd, data, fmt, 5, fdims));
         const int pad[3] = {(int)k.pd, (int)k.ph, (int)k.pw}, str[3] = {(int)k.sd, (int)k.sh, (int)k.sw};
         const int dil[3] = {(int)k.dd, (int)k.dh, (int)k.dw};
@@ -287,6 +295,8 @@ kb_status make_plan(const conv_key &k, cudnnDataType_t data, cudnnDataType_t com
             KB_CUDNN_CHECK(cudnnSetConvolutionNdDescriptor(p->cd[d], 3, pad, str, dil, CUDNN_CROSS_CORRELATION, compute));
     }
     for (int d = 0; d < 3; ++d) KB_CUDNN_CHECK(cudnnSetConvolutionMathType(p->cd[d], math));
+    if (k.G > 1)
+        for (int d = 0; d < 3; ++d) KB_CUDNN_CHECK(cudnnSetConvolutionGroupCount(p->cd[d], (int)k.G));
     *out = p;
     return KB_OK;
 }
@@ -384,6 +394,142 @@ kb_status get_plan(cudnnHandle_t h, const conv_key &k, cudnnDataType_t data, cud
     return KB_OK;
 }
 
+/* ---- grouped convolution fallback: own direct kernels ------------------------------------------ */
+/* Used for a grouped convolution (G > 1) when cuDNN offers no algorithm in either data format.
+ * Geometry as conv_geom (unpadded x; the front pads pf / pt / pl, taps past either end skipped).
+ * Cg = C / G input and Og = O / G output channels per group; the Keras kernel (window, Cg, O) is
+ * read in place. One thread per output element, grid-stride, sums in double. */
+struct grp_geom {
+    conv_geom g;
+    int64_t G, Cg, Og;
+};
+
+__device__ __forceinline__ int64_t goff(int cf, int64_t C, int64_t D, int64_t H, int64_t W, int64_t n, int64_t c,
+                                        int64_t d, int64_t h, int64_t w) {
+    return cf ? (((n * C + c) * D + d) * H + h) * W + w : (((n * D + d) * H + h) * W + w) * C + c;
+}
+
+/* Memory-order index i of a (n, c, d, h, w) tensor in format cf -> its coordinates. */
+__device__ __forceinline__ void gcoords(int cf, int64_t i, int64_t C, int64_t D, int64_t H, int64_t W, int64_t *n,
+                                        int64_t *c, int64_t *d, int64_t *h, int64_t *w) {
+    if (cf) {
+        *w = i % W, i /= W;
+        *h = i % H, i /= H;
+        *d = i % D, i /= D;
+        *c = i % C, *n = i / C;
+    } else {
+        *c = i % C, i /= C;
+        *w = i % W, i /= W;
+        *h = i % H, i /= H;
+        *d = i % D, *n = i / D;
+    }
+}
+
+template <typename T>
+__global__ void k_grouped_fwd(const T *x, const T *k, T *y, grp_geom q, int64_t total) {
+    const conv_geom &g = q.g;
+    KB_GRID_LOOP(i, total) {
+        int64_t n, o, od, oh, ow;
+        gcoords(g.cf, i, g.O, g.OD, g.OH, g.OW, &n, &o, &od, &oh, &ow);
+        int64_t c0 = o / q.Og * q.Cg;
+        double acc = 0.0;
+        for (int64_t kd = 0; kd < g.KD; ++kd) {
+            int64_t id = od * g.sd - g.pf + kd * g.dd;
+            if (id < 0 || id >= g.D) continue;
+            for (int64_t kh = 0; kh < g.KH; ++kh) {
+                int64_t ih = oh * g.sh - g.pt + kh * g.dh;
+                if (ih < 0 || ih >= g.H) continue;
+                for (int64_t kw = 0; kw < g.KW; ++kw) {
+                    int64_t iw = ow * g.sw - g.pl + kw * g.dw;
+                    if (iw < 0 || iw >= g.W) continue;
+                    int64_t t = (kd * g.KH + kh) * g.KW + kw;
+                    for (int64_t ci = 0; ci < q.Cg; ++ci)
+                        acc += kb_dev_load(x[goff(g.cf, g.C, g.D, g.H, g.W, n, c0 + ci, id, ih, iw)]) *
+                               kb_dev_load(k[(t * q.Cg + ci) * g.O + o]);
+                }
+            }
+        }
+        y[i] = kb_dev_store<T>(acc);
+    }
+}
+
+/* dx[n, c, id, ih, iw] = sum over the group's outputs o and the taps that reach (id, ih, iw). */
+template <typename T>
+__global__ void k_grouped_bwd_data(T *dx, const T *k, const T *dy, grp_geom q, int64_t total) {
+    const conv_geom &g = q.g;
+    KB_GRID_LOOP(i, total) {
+        int64_t n, c, id, ih, iw;
+        gcoords(g.cf, i, g.C, g.D, g.H, g.W, &n, &c, &id, &ih, &iw);
+        int64_t gi = c / q.Cg, ci = c % q.Cg;
+        double acc = 0.0;
+        for (int64_t kd = 0; kd < g.KD; ++kd) {
+            int64_t pd = id + g.pf - kd * g.dd; /* od * sd */
+            if (pd < 0 || pd % g.sd != 0 || pd / g.sd >= g.OD) continue;
+            for (int64_t kh = 0; kh < g.KH; ++kh) {
+                int64_t ph = ih + g.pt - kh * g.dh;
+                if (ph < 0 || ph % g.sh != 0 || ph / g.sh >= g.OH) continue;
+                for (int64_t kw = 0; kw < g.KW; ++kw) {
+                    int64_t pw = iw + g.pl - kw * g.dw;
+                    if (pw < 0 || pw % g.sw != 0 || pw / g.sw >= g.OW) continue;
+                    int64_t t = (kd * g.KH + kh) * g.KW + kw;
+                    for (int64_t o = gi * q.Og; o < (gi + 1) * q.Og; ++o)
+                        acc += kb_dev_load(dy[goff(g.cf, g.O, g.OD, g.OH, g.OW, n, o, pd / g.sd, ph / g.sh,
+                                                   pw / g.sw)]) *
+                               kb_dev_load(k[(t * q.Cg + ci) * g.O + o]);
+                }
+            }
+        }
+        dx[i] = kb_dev_store<T>(acc);
+    }
+}
+
+/* dk[t, ci, o] = sum over images and output pixels of dy[n, o, ..] x[n, c0 + ci, tap t's pixel]. */
+template <typename T>
+__global__ void k_grouped_bwd_filter(const T *x, T *dk, const T *dy, grp_geom q, int64_t total) {
+    const conv_geom &g = q.g;
+    KB_GRID_LOOP(i, total) {
+        int64_t o = i % g.O, r = i / g.O;
+        int64_t ci = r % q.Cg, t = r / q.Cg;
+        int64_t kw = t % g.KW, kh = t / g.KW % g.KH, kd = t / (g.KW * g.KH);
+        int64_t c = o / q.Og * q.Cg + ci;
+        double acc = 0.0;
+        for (int64_t n = 0; n < g.N; ++n)
+            for (int64_t od = 0; od < g.OD; ++od) {
+                int64_t id = od * g.sd - g.pf + kd * g.dd;
+                if (id < 0 || id >= g.D) continue;
+                for (int64_t oh = 0; oh < g.OH; ++oh) {
+                    int64_t ih = oh * g.sh - g.pt + kh * g.dh;
+                    if (ih < 0 || ih >= g.H) continue;
+                    for (int64_t ow = 0; ow < g.OW; ++ow) {
+                        int64_t iw = ow * g.sw - g.pl + kw * g.dw;
+                        if (iw < 0 || iw >= g.W) continue;
+                        acc += kb_dev_load(dy[goff(g.cf, g.O, g.OD, g.OH, g.OW, n, o, od, oh, ow)]) *
+                               kb_dev_load(x[goff(g.cf, g.C, g.D, g.H, g.W, n, c, id, ih, iw)]);
+                    }
+                }
+            }
+        dk[i] = kb_dev_store<T>(acc);
+    }
+}
+
+template <typename T>
+kb_status grouped_direct(kb_cuda_device *dev, const kb_buf *xb, const kb_buf *kbuf, const kb_buf *yb, int dir,
+                         const conv_geom &g, int64_t G) {
+    grp_geom q;
+    q.g = g;
+    q.G = G;
+    q.Cg = g.C / G;
+    q.Og = g.O / G;
+    T *x = (T *)xb->data, *k = (T *)kbuf->data, *y = (T *)yb->data;
+    int64_t n = dir == FWD ? yb->size : dir == BWD_DATA ? xb->size : kbuf->size;
+    unsigned blocks = kb_blocks(dev, n, KB_THREADS);
+    if (dir == FWD) k_grouped_fwd<T><<<blocks, KB_THREADS, 0, dev->stream>>>(x, k, y, q, n);
+    else if (dir == BWD_DATA) k_grouped_bwd_data<T><<<blocks, KB_THREADS, 0, dev->stream>>>(x, k, y, q, n);
+    else k_grouped_bwd_filter<T><<<blocks, KB_THREADS, 0, dev->stream>>>(x, k, y, q, n);
+    KB_CUDA_CHECK(cudaGetLastError());
+    return KB_OK;
+}
+
 template <typename T>
 kb_status conv_via_cf(const kb_exec *ex, const kb_attrs *a, const kb_buf *xb, const kb_buf *kbuf, const kb_buf *yb,
                       int dir, const conv_geom &g);
@@ -396,6 +542,7 @@ kb_status conv_exec(const kb_exec *ex, const kb_attrs *a, const kb_buf *xb, cons
     kb_cuda_device *dev = kb_cuda_dev(ex);
     KB_TRY(kb_cuda_bind(dev));
     conv_geom g = conv_geom_of(a, xb, kbuf);
+    int64_t G = a->i64[2 * g.nsp + 2] > 1 ? a->i64[2 * g.nsp + 2] : 1, Cg = g.C / G;
     if (xb->size == 0 || kbuf->size == 0 || yb->size == 0) return zero_output(dev, out);
     int64_t Dp = g.D + (g.pk - g.pf), Hp = g.H + (g.pb - g.pt), Wp = g.W + (g.pr - g.pl);
     int padded = Dp != g.D || Hp != g.H || Wp != g.W;
@@ -418,12 +565,14 @@ kb_status conv_exec(const kb_exec *ex, const kb_attrs *a, const kb_buf *xb, cons
     key.KD = g.KD, key.KH = g.KH, key.KW = g.KW;
     key.sd = g.sd, key.sh = g.sh, key.sw = g.sw, key.dd = g.dd, key.dh = g.dh, key.dw = g.dw;
     key.pd = g.pf, key.ph = g.pt, key.pw = g.pl;
+    key.G = G;
     const conv_plan *p = nullptr;
     kb_status ps = get_plan(h, key, cudnn_type<T>::data, cudnn_type<T>::compute, dir, &p);
     if (ps == KB_ERR_NOT_SUPPORTED && !p) {
         /* cuDNN has no channels-last algorithm for some shapes and dtypes (float64 backward and 3-D
          * on cuDNN 9.14): transpose to channels-first, which it covers, and back */
         if (!g.cf) return conv_via_cf<T>(ex, a, xb, kbuf, yb, dir, g);
+        if (G > 1) return grouped_direct<T>(dev, xb, kbuf, yb, dir, g, G);
         return no_algo(ex->op, dir);
     }
     KB_TRY(ps);
@@ -438,12 +587,12 @@ kb_status conv_exec(const kb_exec *ex, const kb_attrs *a, const kb_buf *xb, cons
      * 2-D kernels are the kd = 1 case. */
     const int to_ktrsc[5] = {4, 0, 1, 2, 3}, to_kctrs[5] = {4, 3, 0, 1, 2};
     const int from_ktrsc[5] = {1, 2, 3, 4, 0}, from_kctrs[5] = {2, 3, 4, 1, 0};
-    const int64_t kd[5] = {g.KD, g.KH, g.KW, g.C, g.O};
+    const int64_t kd[5] = {g.KD, g.KH, g.KW, Cg, g.O};
     int64_t fd[5];
     if (g.cf) {
-        fd[0] = g.O, fd[1] = g.C, fd[2] = g.KD, fd[3] = g.KH, fd[4] = g.KW;
+        fd[0] = g.O, fd[1] = Cg, fd[2] = g.KD, fd[3] = g.KH, fd[4] = g.KW;
     } else {
-        fd[0] = g.O, fd[1] = g.KD, fd[2] = g.KH, fd[3] = g.KW, fd[4] = g.C;
+        fd[0] = g.O, fd[1] = g.KD, fd[2] = g.KH, fd[3] = g.KW, fd[4] = Cg;
     }
     int64_t xd[5], xpd[5];
     mem_dims(g.cf, g.N, g.C, g.D, g.H, g.W, xd);

@@ -13,7 +13,14 @@
  * Taps outside the volume ('same' padding, both the front/top/left pad and the odd extra at the
  * end) read as zeros. vol2col / col2vol run in parallel over the images of a chunk (OpenMP); the
  * GEMMs use the BLAS library's own threads. A chunk holds as many images as fit COLS_LIMIT
- * elements of columns (at least one). */
+ * elements of columns (at least one).
+ *
+ * Grouped convolutions (groups G > 1, attribute [2 nsp + 2]; depthwise_conv2d is G = in channels)
+ * run as direct loops instead: with Cg = C / G inputs and Og = O / G outputs per group, the
+ * kernel is (window..., Cg, O) and output channel o reads input channels [(o / Og) Cg,
+ * (o / Og + 1) Cg). Forward is parallel over (image, output channel), backward-data over (image,
+ * group) (a group's outputs reach only its own inputs), backward-filter over output channels;
+ * each output element costs its window times Cg multiply-adds (Cg = 1 for depthwise). */
 #include <cblas.h>
 #include <limits.h>
 #include <stdlib.h>
@@ -161,6 +168,91 @@ static void cols_of_chunk(kb_dtype dt, const geom *g, const void *x, void *cols,
 
 enum { FWD, BWD_DATA, BWD_FILTER };
 
+/* Element offset of (n, c, d, h, w) in a tensor of sizes (C, D, H, W) in format cf. */
+static inline int64_t off5(int cf, int64_t C, int64_t D, int64_t H, int64_t W, int64_t n, int64_t c, int64_t d,
+                           int64_t h, int64_t w) {
+    return cf ? (((n * C + c) * D + d) * H + h) * W + w : (((n * D + d) * H + h) * W + w) * C + c;
+}
+
+/* The taps of output pixel (od, oh, ow) inside the volume: BODY runs with id, ih, iw and the tap's
+ * kernel row t = (kd * KH + kh) * KW + kw. */
+#define FOR_TAPS(g, od, oh, ow, BODY)                                                                        \
+    for (int64_t kd = 0; kd < (g)->KD; ++kd) {                                                               \
+        int64_t id = (od) * (g)->sd - (g)->pd + kd * (g)->dd;                                                \
+        if (id < 0 || id >= (g)->D) continue;                                                                \
+        for (int64_t kh = 0; kh < (g)->KH; ++kh) {                                                           \
+            int64_t ih = (oh) * (g)->sh - (g)->ph + kh * (g)->dh;                                            \
+            if (ih < 0 || ih >= (g)->H) continue;                                                            \
+            for (int64_t kw = 0; kw < (g)->KW; ++kw) {                                                       \
+                int64_t iw = (ow) * (g)->sw - (g)->pw + kw * (g)->dw;                                        \
+                if (iw < 0 || iw >= (g)->W) continue;                                                        \
+                int64_t t = (kd * (g)->KH + kh) * (g)->KW + kw;                                              \
+                BODY                                                                                         \
+            }                                                                                                \
+        }                                                                                                    \
+    }
+
+/* The grouped direct loops for one element type (see the top). x, k, y: image, kernel, y / dy. */
+#define GROUPED(T)                                                                                           \
+    static void grouped_##T(const geom *g, int64_t G, int dir, T *x, T *k, T *y) {                          \
+        int64_t Cg = g->C / G, Og = g->O / G, N = g->N, O = g->O, C = g->C;                                  \
+        int64_t work = N * O * g->OD * g->OH * g->OW * g->KD * g->KH * g->KW * Cg;                           \
+        if (dir == FWD) {                                                                                    \
+            _Pragma("omp parallel for collapse(2) if (work > KB_OMP_MIN)")                                   \
+            for (int64_t n = 0; n < N; ++n)                                                                  \
+                for (int64_t o = 0; o < O; ++o) {                                                            \
+                    int64_t c0 = o / Og * Cg;                                                                \
+                    for (int64_t od = 0; od < g->OD; ++od)                                                   \
+                        for (int64_t oh = 0; oh < g->OH; ++oh)                                               \
+                            for (int64_t ow = 0; ow < g->OW; ++ow) {                                         \
+                                T acc = 0;                                                                   \
+                                FOR_TAPS(g, od, oh, ow, {                                                    \
+                                    const T *kp = k + t * Cg * O + o;                                        \
+                                    for (int64_t ci = 0; ci < Cg; ++ci)                                      \
+                                        acc += x[off5(g->cf, C, g->D, g->H, g->W, n, c0 + ci, id, ih, iw)] * \
+                                               kp[ci * O];                                                   \
+                                })                                                                           \
+                                y[off5(g->cf, O, g->OD, g->OH, g->OW, n, o, od, oh, ow)] = acc;              \
+                            }                                                                                \
+                }                                                                                            \
+        } else if (dir == BWD_DATA) {                                                                        \
+            _Pragma("omp parallel for collapse(2) if (work > KB_OMP_MIN)")                                   \
+            for (int64_t n = 0; n < N; ++n)                                                                  \
+                for (int64_t gi = 0; gi < G; ++gi)                                                           \
+                    for (int64_t o = gi * Og; o < (gi + 1) * Og; ++o)                                        \
+                        for (int64_t od = 0; od < g->OD; ++od)                                               \
+                            for (int64_t oh = 0; oh < g->OH; ++oh)                                           \
+                                for (int64_t ow = 0; ow < g->OW; ++ow) {                                     \
+                                    T dv = y[off5(g->cf, O, g->OD, g->OH, g->OW, n, o, od, oh, ow)];         \
+                                    FOR_TAPS(g, od, oh, ow, {                                                \
+                                        const T *kp = k + t * Cg * O + o;                                    \
+                                        for (int64_t ci = 0; ci < Cg; ++ci)                                  \
+                                            x[off5(g->cf, C, g->D, g->H, g->W, n, gi * Cg + ci, id, ih, iw)] \
+                                                += dv * kp[ci * O];                                          \
+                                    })                                                                       \
+                                }                                                                            \
+        } else {                                                                                             \
+            _Pragma("omp parallel for if (work > KB_OMP_MIN)")                                               \
+            for (int64_t o = 0; o < O; ++o) {                                                                \
+                int64_t c0 = o / Og * Cg;                                                                    \
+                for (int64_t n = 0; n < N; ++n)                                                              \
+                    for (int64_t od = 0; od < g->OD; ++od)                                                   \
+                        for (int64_t oh = 0; oh < g->OH; ++oh)                                               \
+                            for (int64_t ow = 0; ow < g->OW; ++ow) {                                         \
+                                T dv = y[off5(g->cf, O, g->OD, g->OH, g->OW, n, o, od, oh, ow)];             \
+                                FOR_TAPS(g, od, oh, ow, {                                                    \
+                                    T *kp = k + t * Cg * O + o;                                              \
+                                    for (int64_t ci = 0; ci < Cg; ++ci)                                      \
+                                        kp[ci * O] += dv * x[off5(g->cf, C, g->D, g->H, g->W, n, c0 + ci,    \
+                                                                  id, ih, iw)];                              \
+                                })                                                                           \
+                            }                                                                                \
+            }                                                                                                \
+        }                                                                                                    \
+    }
+GROUPED(float)
+GROUPED(double)
+
 /* x: the image tensor (input of FWD / BWD_FILTER, output of BWD_DATA); k: the kernel (output of
  * BWD_FILTER); d: y (FWD output) or dy. */
 static kb_status conv_run(const kb_exec *ex, const kb_attrs *a, const kb_buf *xb, const kb_buf *kb, int dir, void *x,
@@ -169,6 +261,14 @@ static kb_status conv_run(const kb_exec *ex, const kb_attrs *a, const kb_buf *xb
     if (dt != KB_FLOAT32 && dt != KB_FLOAT64) return kb_cpu_bad_dtype(ex, dt);
     geom g = geom_of(a, xb, kb);
     size_t es = kb_dtype_size(dt);
+    int64_t G = a->i64[2 * (xb->rank - 2) + 2];
+    if (G > 1) {
+        if (dir == BWD_DATA) memset(x, 0, (size_t)xb->size * es);
+        if (dir == BWD_FILTER) memset(k, 0, (size_t)kb->size * es);
+        if (dt == KB_FLOAT32) grouped_float(&g, G, dir, (float *)x, (float *)k, (float *)d);
+        else grouped_double(&g, G, dir, (double *)x, (double *)k, (double *)d);
+        return KB_OK;
+    }
     int64_t P = g.OD * g.OH * g.OW, R = g.KD * g.KH * g.KW * g.C;
     /* Zero the outputs that are sums: col2vol accumulates, the filter GEMMs add (beta 1) chunk by
      * chunk, and an empty contraction leaves zeros. */

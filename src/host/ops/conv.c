@@ -1,8 +1,8 @@
 /*
  * Convolution and pooling over 2 or 3 spatial dims: conv2d / conv3d (+ their backward-data /
  * backward-filter ops), conv1d (conv2d on an inserted size-1 axis), conv2d_transpose /
- * conv3d_transpose (the backward-data op), depthwise / separable convolutions (composites on
- * conv2d), pool2d / pool3d (+ their gradient ops). The 2-D and 3-D ops are separate table
+ * conv3d_transpose (the backward-data op), depthwise_conv2d (conv2d with groups = in channels),
+ * separable convolutions (depthwise then a 1x1 conv2d), pool2d / pool3d (+ their gradient ops). The 2-D and 3-D ops are separate table
  * entries sharing one implementation parameterised by the number of spatial dims nsp (2 or 3);
  * the kernels read nsp from x's rank.
  *
@@ -10,8 +10,12 @@
  * spatial axes in order (d,) h, w:
  *   [0, nsp) strides; [nsp, 2 nsp) dilation; [2 nsp] 1 = 'same' (0 = 'valid');
  *   [2 nsp + 1] 1 = channels_first (NC(D)HW x and y), 0 = channels_last (N(D)HWC).
- *   2-D: [0], [1] strides (h, w); [2], [3] dilation (h, w); [4] same; [5] channels_first.
- *   The kernel is ((kd,) kh, kw, in, out) in both formats.
+ *   [2 nsp + 2] groups G (0 or 1 = an ordinary convolution; feature_group_count of TF).
+ *   2-D: [0], [1] strides (h, w); [2], [3] dilation (h, w); [4] same; [5] channels_first; [6] G.
+ *   The kernel is ((kd,) kh, kw, in / G, out) in both formats; G divides in and out, and output
+ *   channel o reads input channels [g * in / G, (g + 1) * in / G) with g = o / (out / G).
+ *   depthwise_conv2d is G = C with its (kh, kw, C, M) kernel seen as (kh, kw, 1, C * M): output
+ *   channel c * M + m is input channel c times multiplier m (TF's channel-major order).
  * Attributes of pool{2,3}d, pool{2,3}d_grad (kb_attrs.i64):
  *   [0, nsp) pool size; [nsp, 2 nsp) strides; [2 nsp] 1 = 'same'; [2 nsp + 1] 1 = channels_first;
  *   [2 nsp + 2] 0 = max, 1 = avg. 2-D: [0], [1] pool size; [2], [3] strides; [4]; [5]; [6].
@@ -39,6 +43,7 @@
 #define A_SAME(nsp) (2 * (nsp))
 #define A_CF(nsp) (2 * (nsp) + 1)
 #define A_AVG(nsp) (2 * (nsp) + 2)
+#define A_GROUPS(nsp) (2 * (nsp) + 2)
 
 enum { FWD_OP = 0, BWD_INPUT_OP = 1, BWD_FILTER_OP = 2 };
 /* The conv ops of each spatial rank (row nsp - 2) and direction. */
@@ -89,10 +94,14 @@ static kb_status conv_shapes(const char *op, int nsp, const kb_attrs *a, const k
                             kb_dtype_name(x->dtype));
     int cf = a->i64[A_CF(nsp)] != 0, same = (int)a->i64[A_SAME(nsp)];
     int c_ax = cf ? 1 : nsp + 1, sp_ax = cf ? 2 : 1;
-    if (x->shape[c_ax] >= 0 && k->shape[nsp] >= 0 && x->shape[c_ax] != k->shape[nsp])
+    int64_t G = a->i64[A_GROUPS(nsp)] > 1 ? a->i64[A_GROUPS(nsp)] : 1;
+    if (x->shape[c_ax] >= 0 && k->shape[nsp] >= 0 && x->shape[c_ax] != k->shape[nsp] * G)
         return kb_set_error(KB_ERR_SHAPE, "%s: x %s has %lld input channels, kernel %s expects %lld", op,
                             kb_shape_str(x, s1, sizeof s1), (long long)x->shape[c_ax], kb_shape_str(k, s2, sizeof s2),
-                            (long long)k->shape[nsp]);
+                            (long long)(k->shape[nsp] * G));
+    if (k->shape[nsp + 1] >= 0 && k->shape[nsp + 1] % G != 0)
+        return kb_set_error(KB_ERR_SHAPE, "%s: kernel %s has %lld output channels, not a multiple of %lld groups", op,
+                            kb_shape_str(k, s2, sizeof s2), (long long)k->shape[nsp + 1], (long long)G);
     kb_desc o = *x;
     o.shape[c_ax] = k->shape[nsp + 1];
     for (int i = 0; i < nsp; ++i) {
@@ -411,14 +420,12 @@ kb_tensor *kb_conv3d_transpose(kb_tensor *x, kb_tensor *kernel, const int64_t ou
 
 /* ---- depthwise_conv2d, separable_conv2d, separable_conv1d ------------------------------------ */
 
-/* depthwise_conv2d is conv2d with a block-diagonal kernel (kh, kw, C, C * M) whose entry
- * [., ., c, c' * M + m] is depthwise_kernel[., ., c, m] when c == c' and 0 otherwise (built as
- * kernel (kh, kw, C, 1, M) times eye(C) seen as (1, 1, C, C, 1), then reshaped), so the output
- * channels come out channel-major as TF's. The zero taps add exact zeros to finite sums, so the
- * values are those of a per-channel loop (up to summation order); a non-finite input value also
- * reaches the other channels of its pixel as NaN (0 * inf). It costs C times the multiply-adds of a
- * grouped convolution; the gradient is conv2d's (backprop ops) through the multiply and reshapes.
- * The kernel dims must be known at graph build. */
+/* depthwise_conv2d is conv2d with groups G = C (one group per input channel): the kernel
+ * (kh, kw, C, M) is reshaped (no copy) to (kh, kw, 1, C * M), whose output channel c * M + m is
+ * input channel c times multiplier m, TF's channel-major order. The work is that of a per-channel
+ * loop (kh kw M multiply-adds per output pixel and channel); the gradient is conv2d's rule through
+ * the grouped backprop ops (the attribute travels with the node). The kernel dims must be known
+ * at graph build. */
 static kb_tensor *depthwise_node(const char *fn, kb_tensor *x, kb_tensor *k, const int64_t s[2], int same, int cf,
                                  const int64_t d[2]) {
     const int64_t *ks = k->desc.shape;
@@ -435,10 +442,17 @@ static kb_tensor *depthwise_node(const char *fn, kb_tensor *x, kb_tensor *k, con
                      (long long)C);
         return NULL;
     }
-    const int64_t k5[5] = {ks[0], ks[1], C, 1, M}, e5[5] = {1, 1, C, C, 1}, kf[4] = {ks[0], ks[1], C, C * M};
-    kb_tensor *eye = kb_eye(x->ctx, C, C, k->desc.dtype, NULL);
-    kb_tensor *full = eye ? kb_reshape(kb_multiply(kb_reshape(k, k5, 5), kb_reshape(eye, e5, 5)), kf, 4) : NULL;
-    return full ? conv2d_node(fn, x, full, s, same, cf, d) : NULL;
+    if (C == 0) {
+        kb_set_error(KB_ERR_SHAPE, "%s: depthwise_kernel has no input channels", fn);
+        return NULL;
+    }
+    const int64_t kg[4] = {ks[0], ks[1], 1, C * M};
+    kb_tensor *kr = kb_reshape(k, kg, 4);
+    if (!kr || !check_stride_dilation(fn, 2, s, d)) return NULL;
+    kb_attrs a = conv_attrs(2, s, d, same, cf);
+    a.i64[A_GROUPS(2)] = C;
+    kb_tensor *in[2] = {x, kr};
+    return kb_node(fn, KB_OP_CONV2D, in, 2, &a);
 }
 
 kb_tensor *kb_depthwise_conv2d(kb_tensor *x, kb_tensor *depthwise_kernel, const int64_t strides[2],
