@@ -134,15 +134,25 @@ void add_conv_cases(std::vector<OpCase> &v) {
             v.push_back(mk(KB_OP_CONV2D_BACKPROP_INPUT, std::string("conv2d_transpose_") + c.name + (cf ? "_cf" : "_cl"),
                            tr, {y_shape(c, cf), k_shape(c)}, {sym}, true, T32R, T64R));
         }
-    // depthwise_conv2d: conv2d with a block-diagonal kernel built from (kh, kw, 3, 2).
+    // depthwise_conv2d: conv2d with groups = 3 and the (kh, kw, 3, 2) kernel seen as (kh, kw, 1, 6);
+    // its grouped backward-data / backward-filter ops through vjp (dy has 6 channels).
     for (const Conv &c : kConvs)
         for (int cf = 0; cf < 2; ++cf) {
-            v.push_back(mk(KB_OP_CONV2D, std::string("depthwise_conv2d_") + c.name + (cf ? "_cf" : "_cl"),
-                           [c, cf](kb_context *, In in) {
-                               return kb_depthwise_conv2d(in[0], in[1], c.s, c.pad, fmt(cf), c.d);
-                           },
-                           {x_shape(c, cf), k_shape(c)}, {sym}, true, T32R, T64R));
+            std::string tag = std::string(c.name) + (cf ? "_cf" : "_cl");
+            Builder dw = [c, cf](kb_context *, In in) {
+                return kb_depthwise_conv2d(in[0], in[1], c.s, c.pad, fmt(cf), c.d);
+            };
+            v.push_back(mk(KB_OP_CONV2D, "depthwise_conv2d_" + tag, dw, {x_shape(c, cf), k_shape(c)}, {sym}, true,
+                           T32R, T64R));
             v.back().half = true;
+            Shape ys = y_shape(c, cf);
+            ys[cf ? 1 : 3] = 6;
+            v.push_back(mk(KB_OP_CONV2D_BACKPROP_INPUT, "depthwise_conv2d_backprop_input_" + tag,
+                           [dw](kb_context *ctx, In in) { return vjp(dw(ctx, in), in[2], in[0]); },
+                           {x_shape(c, cf), k_shape(c), ys}, {sym}, true, T32R, T64R));
+            v.push_back(mk(KB_OP_CONV2D_BACKPROP_FILTER, "depthwise_conv2d_backprop_filter_" + tag,
+                           [dw](kb_context *ctx, In in) { return vjp(dw(ctx, in), in[2], in[1]); },
+                           {x_shape(c, cf), k_shape(c), ys}, {sym}, true, T32R, T64R));
         }
     // separable_conv2d / separable_conv1d: the depthwise cases, then a 1x1 conv to 2 channels.
     for (const Conv &c : kConvs)

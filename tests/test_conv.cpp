@@ -380,6 +380,61 @@ TEST_F(Conv, DepthwiseConv2dMatchesPerChannelLoop) {
         }
 }
 
+// A MobileNet-like depthwise layer (C = 8, M = 2) in both formats with strides, asymmetric 'same'
+// and dilation: forward against the per-channel loop, and both gradients (the grouped
+// backward-data / backward-filter ops) against the loop's adjoint: dx[n, c, ih, iw] = sum of
+// w[n, c * M + m, oh, ow] * k[kh, kw, c, m], dk[kh, kw, c, m] = sum of w[..] * x[n, c, ih, iw].
+TEST_F(Conv, DepthwiseManyChannelsValuesAndAdjoint) {
+    const DW cases[] = {{{2, 7, 6, 8}, 3, 3, 2, {2, 2}, {1, 1}, true, false},   // pads 1/1 rows, 0/1 cols
+                        {{2, 8, 7, 6}, 3, 3, 2, {2, 2}, {1, 1}, true, true},
+                        {{1, 7, 7, 8}, 3, 2, 2, {1, 1}, {2, 3}, false, false},  // dilation
+                        {{1, 8, 7, 7}, 2, 3, 2, {1, 1}, {2, 2}, true, true},
+                        {{2, 8, 5, 7}, 1, 3, 2, {1, 2}, {1, 1}, false, true}};
+    for (const DW &c : cases) {
+        int64_t C = c.cf ? c.x[1] : c.x[3];
+        Shape ks{c.kh, c.kw, C, c.M}, ys;
+        auto xv = random_values(gen, (size_t)numel(c.x), -1, 1), kv = random_values(gen, (size_t)numel(ks), -1, 1);
+        std::vector<double> ref;
+        depthwise_ref(c, xv, kv, ref, ys);
+        auto wv = random_values(gen, (size_t)numel(ys), -1, 1);
+        Geo g = geo(c.x, Shape{c.kh, c.kw, C, 1}, c.s, c.d, c.same, c.cf);
+        std::vector<double> dx(xv.size(), 0.0), dk(kv.size(), 0.0);
+        for (int64_t n = 0; n < g.N; ++n)
+            for (int64_t oh = 0; oh < g.OH; ++oh)
+                for (int64_t ow = 0; ow < g.OW; ++ow)
+                    for (int64_t kh = 0; kh < c.kh; ++kh)
+                        for (int64_t kw = 0; kw < c.kw; ++kw) {
+                            int64_t ih = oh * g.sh - g.pt + kh * g.dh, iw = ow * g.sw - g.pl + kw * g.dw;
+                            if (ih < 0 || ih >= g.H || iw < 0 || iw >= g.W) continue;
+                            for (int64_t ch = 0; ch < C; ++ch)
+                                for (int64_t m = 0; m < c.M; ++m) {
+                                    int64_t o = ch * c.M + m;
+                                    size_t yi_ = (size_t)(c.cf ? ((n * C * c.M + o) * g.OH + oh) * g.OW + ow
+                                                               : ((n * g.OH + oh) * g.OW + ow) * C * c.M + o);
+                                    size_t ki_ = (size_t)(((kh * c.kw + kw) * C + ch) * c.M + m);
+                                    size_t xi_ = (size_t)xi(g, n, ch, ih, iw);
+                                    dx[xi_] += wv[yi_] * kv[ki_];
+                                    dk[ki_] += wv[yi_] * xv[xi_];
+                                }
+                        }
+        for (kb_dtype dt : kFloats) {
+            kb_tensor *x = make_var(ctx, xv, c.x, dt), *k = make_var(ctx, kv, ks, dt);
+            kb_tensor *y = kb_depthwise_conv2d(x, k, c.s, c.same ? KB_PADDING_SAME : KB_PADDING_VALID,
+                                               c.cf ? KB_DATA_FORMAT_CHANNELS_FIRST : KB_DATA_FORMAT_CHANNELS_LAST, c.d);
+            ASSERT_NE(y, nullptr) << kb_last_error();
+            Tol tol = dt == KB_FLOAT32 ? Tol{1e-5, 1e-5} : Tol{1e-12, 1e-12};
+            HostValue hv = eval(y);
+            EXPECT_EQ(hv.shape, ys);
+            EXPECT_TRUE(allclose(hv.v, ref, tol)) << shape_str(c.x) << " cf=" << c.cf;
+            kb_tensor *loss = kb_sum(kb_multiply(y, make_const(ctx, wv, ys, dt)), nullptr, 0, 0);
+            kb_tensor *vars[2] = {x, k}, *grads[2] = {nullptr, nullptr};
+            ASSERT_TRUE(ok(kb_gradients(loss, vars, 2, grads)));
+            EXPECT_TRUE(allclose(eval(grads[0]).v, dx, tol)) << shape_str(c.x) << " cf=" << c.cf;
+            EXPECT_TRUE(allclose(eval(grads[1]).v, dk, tol)) << shape_str(c.x) << " cf=" << c.cf;
+        }
+    }
+}
+
 // separable = the depthwise loop, then out[., o, .] = sum over q of dw[., q, .] * pk[q, o] per pixel;
 // separable_conv1d runs the same cases with height-1 images (x without the size-1 axis).
 TEST_F(Conv, SeparableConvMatchesLoop) {
