@@ -600,7 +600,9 @@ KB_API kb_tensor *kb_conv2d_transpose(kb_tensor *x, kb_tensor *kernel, const int
                                       const int64_t strides[2], kb_padding padding, kb_data_format_arg data_format,
                                       const int64_t dilation_rate[2]);
 /** Keras depthwise_conv2d: kernel (kh, kw, in, M); output channels in * M ordered channel-major
- * (channel c * M + m is input channel c with multiplier m). Same strides / dilation rules as conv2d. */
+ * (channel c * M + m is input channel c with multiplier m). Same strides / dilation rules as conv2d.
+ * Runs as a grouped convolution (groups = in, per-channel work; cuDNN group count on CUDA). The
+ * kernel dims must be known at graph build (KB_ERR_NOT_SUPPORTED otherwise). */
 KB_API kb_tensor *kb_depthwise_conv2d(kb_tensor *x, kb_tensor *depthwise_kernel, const int64_t strides[2],
                                       kb_padding padding, kb_data_format_arg data_format,
                                       const int64_t dilation_rate[2]);
