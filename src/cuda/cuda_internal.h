@@ -80,12 +80,12 @@ kb_status kb_cuda_cublas(struct kb_cuda_device *dev, cublasHandle_t *out);
 kb_status kb_cuda_curand(struct kb_cuda_device *dev, curandGenerator_t *out);
 #ifdef KB_WITH_CUDNN
 kb_status kb_cuda_cudnn(struct kb_cuda_device *dev, cudnnHandle_t *out);
+#endif
 /* Scratch memory for a launcher (cuDNN workspaces, partial results) from the device's
  * stream-ordered pool: allocate, enqueue the work, then free on the stream (the memory is
  * reused only by work queued after it). Counted in the memory stats like any allocation. */
 kb_status kb_cuda_scratch_alloc(struct kb_cuda_device *dev, size_t n, void **p);
 void kb_cuda_scratch_free(struct kb_cuda_device *dev, void *p);
-#endif
 /* Opt in to (1) or out of (0) TF32 tensor-op math for float32 GEMMs. */
 kb_status kb_cuda_set_tf32(struct kb_cuda_device *dev, int on);
 /* Make dev's ordinal the calling thread's current device (no-op when it already is). */

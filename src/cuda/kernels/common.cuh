@@ -331,4 +331,27 @@ __device__ __forceinline__ T kb_block_reduce(T v, Op op, T identity, T *sh) {
     return v;
 }
 
+/* Scratch buffers of one launch from the device pool (kb_cuda_scratch_alloc), freed
+ * (stream-ordered, after the enqueued work) when the set goes out of scope, on every return. */
+struct kb_scratch_set {
+    kb_cuda_device *dev;
+    void *p[24] = {};
+    int n = 0;
+    explicit kb_scratch_set(kb_cuda_device *d) : dev(d) {}
+    ~kb_scratch_set() {
+        for (int i = 0; i < n; ++i) kb_cuda_scratch_free(dev, p[i]);
+    }
+    kb_status get(size_t bytes, void **out) {
+        *out = nullptr;
+        if (bytes == 0) return KB_OK;
+        if (n == (int)(sizeof p / sizeof p[0]))
+            return kb_set_error(KB_ERR_INTERNAL, "kb_scratch_set: more scratch buffers than one launch keeps");
+        KB_TRY(kb_cuda_scratch_alloc(dev, bytes, out));
+        p[n++] = *out;
+        return KB_OK;
+    }
+    kb_scratch_set(const kb_scratch_set &) = delete;
+    kb_scratch_set &operator=(const kb_scratch_set &) = delete;
+};
+
 #endif

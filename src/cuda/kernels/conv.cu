@@ -171,26 +171,6 @@ void mem_dims(int cf, int64_t n, int64_t c, int64_t d, int64_t h, int64_t w, int
     out[4] = cf ? w : c;
 }
 
-/* Scratch buffers of one launch, freed (stream-ordered, after the enqueued work) on every return. */
-struct scratch_set {
-    kb_cuda_device *dev;
-    void *p[4] = {nullptr, nullptr, nullptr, nullptr};
-    int n = 0;
-    explicit scratch_set(kb_cuda_device *d) : dev(d) {}
-    ~scratch_set() {
-        for (int i = 0; i < n; ++i) kb_cuda_scratch_free(dev, p[i]);
-    }
-    kb_status get(size_t bytes, void **out) {
-        *out = nullptr;
-        if (bytes == 0) return KB_OK;
-        KB_TRY(kb_cuda_scratch_alloc(dev, bytes, out));
-        p[n++] = *out;
-        return KB_OK;
-    }
-    scratch_set(const scratch_set &) = delete;
-    scratch_set &operator=(const scratch_set &) = delete;
-};
-
 kb_status zero_output(kb_cuda_device *dev, kb_buf *out) {
     KB_CUDA_CHECK(cudaMemsetAsync(out->data, 0, (size_t)out->size * kb_dtype_size(out->dtype), dev->stream));
     return KB_OK;
@@ -577,7 +557,7 @@ kb_status conv_exec(const kb_exec *ex, const kb_attrs *a, const kb_buf *xb, cons
     }
     KB_TRY(ps);
 
-    scratch_set sc(dev);
+    kb_scratch_set sc(dev);
     void *wf, *xp = nullptr, *ws;
     size_t es = sizeof(T);
     KB_TRY(sc.get((size_t)kbuf->size * es, &wf));
@@ -644,7 +624,7 @@ kb_status conv_via_cf(const kb_exec *ex, const kb_attrs *a, const kb_buf *xb, co
     acf.i64[2 * g.nsp + 1] = 1;
     kb_buf xc = cf_buf(g, g.C, g.D, g.H, g.W), yc = cf_buf(g, g.O, g.OD, g.OH, g.OW), kc = *kbuf;
     xc.dtype = yc.dtype = xb->dtype;
-    scratch_set sc(dev);
+    kb_scratch_set sc(dev);
     KB_TRY(sc.get((size_t)xc.size * sizeof(T), &xc.data));
     KB_TRY(sc.get((size_t)yc.size * sizeof(T), &yc.data));
     const int to_cf[5] = {0, 4, 1, 2, 3}, to_cl[5] = {0, 2, 3, 4, 1};

@@ -303,28 +303,6 @@ kb_status get_plan(cudnnHandle_t h, const rnn_key &k, cudnnDataType_t data, rnn_
     return KB_OK;
 }
 
-/* Scratch buffers of one launch, freed (stream-ordered, after the enqueued work) on every return. */
-struct scratch_set {
-    kb_cuda_device *dev;
-    void *p[24] = {}; /* a launch takes at most 15 */
-    int n = 0;
-    explicit scratch_set(kb_cuda_device *d) : dev(d) {}
-    ~scratch_set() {
-        for (int i = 0; i < n; ++i) kb_cuda_scratch_free(dev, p[i]);
-    }
-    kb_status get(size_t bytes, void **out) {
-        *out = nullptr;
-        if (bytes == 0) return KB_OK;
-        if (n == (int)(sizeof p / sizeof p[0]))
-            return kb_set_error(KB_ERR_INTERNAL, "kernels/rnn.cu: more scratch buffers than the launch keeps");
-        KB_TRY(kb_cuda_scratch_alloc(dev, bytes, out));
-        p[n++] = *out;
-        return KB_OK;
-    }
-    scratch_set(const scratch_set &) = delete;
-    scratch_set &operator=(const scratch_set &) = delete;
-};
-
 /* The reserve region of a pack: blocks 1.. (2G blocks of `blk` elements), used from the first
  * multiple of 256 bytes past block 0 (relative to the pack, so the place does not depend on the
  * buffer's address; pool buffers are 256-byte aligned). cuDNN's reserve goes there when it fits
@@ -350,7 +328,7 @@ kb_status aligned(const char *op, const char *what, const void *ptr) {
 }
 /* *p, if it is not 16-byte aligned, replaced by an aligned scratch copy of its `bytes`. */
 template <typename T>
-kb_status stage_aligned(scratch_set &sc, cudaStream_t st, const T **p, size_t bytes) {
+kb_status stage_aligned(kb_scratch_set &sc, cudaStream_t st, const T **p, size_t bytes) {
     if (!*p || ((uintptr_t)*p & 15) == 0) return KB_OK;
     void *q;
     KB_TRY(sc.get(bytes, &q));
@@ -427,7 +405,7 @@ kb_status rnn_exec(const kb_exec *ex, const kb_attrs *a, const kb_buf *in, kb_bu
 
     bool fit = reserve_fits(p, L, es); /* in both packs (the same decision in all three kernels) */
     size_t nBU = (size_t)(B * U) * es, nY = (size_t)(B * T_ * U) * es;
-    scratch_set sc(dev);
+    kb_scratch_set sc(dev);
     void *seq, *work, *y;
     size_t work_size = p->work[dir == FWD && !fit ? 0 : 1];
     KB_TRY(sc.get((size_t)B * sizeof(int32_t), &seq));
