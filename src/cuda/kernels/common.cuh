@@ -175,7 +175,7 @@ __device__ __forceinline__ T kb_max_nan(T a, T b) {
 /* Index maps                                                                                  */
 /* ------------------------------------------------------------------------------------------ */
 
-#define KB_IMAP_OPS 2
+#define KB_IMAP_OPS 3 /* operands one map serves: binary ops (2), select (cond, a, b) */
 
 struct kb_imap {
     int rank;                               /* after coalescing; 0 = a single element */

@@ -457,37 +457,6 @@ extern "C" kb_status kb_cuda_cast(const kb_exec *ex, const kb_attrs *a, const kb
 
 namespace {
 
-/* Three operands' strides per output dim (cond, a, b), coalesced as kb_imap does. */
-struct sel_map {
-    int rank;
-    int64_t dims[KB_MAX_RANK];
-    int64_t st[3][KB_MAX_RANK];
-};
-
-static sel_map sel_map_make(const int64_t *dims, int rank, const int64_t *const *strides) {
-    sel_map m;
-    memset(&m, 0, sizeof m);
-    int r = 0;
-    for (int d = 0; d < rank; d++) {
-        if (dims[d] == 1) continue;
-        if (r > 0) {
-            int ok = 1;
-            for (int o = 0; o < 3; o++)
-                if (m.st[o][r - 1] != strides[o][d] * dims[d]) ok = 0;
-            if (ok) {
-                m.dims[r - 1] *= dims[d];
-                for (int o = 0; o < 3; o++) m.st[o][r - 1] = strides[o][d];
-                continue;
-            }
-        }
-        m.dims[r] = dims[d];
-        for (int o = 0; o < 3; o++) m.st[o][r] = strides[o][d];
-        r++;
-    }
-    m.rank = r;
-    return m;
-}
-
 /* Equal-shape a, b, out; cond of the same size (cs = 1) or a single value (cs = 0). */
 template <typename T>
 __global__ void k_select_flat(const uint8_t *__restrict__ c, const T *__restrict__ a, const T *__restrict__ b,
@@ -497,15 +466,15 @@ __global__ void k_select_flat(const uint8_t *__restrict__ c, const T *__restrict
 
 template <typename T>
 __global__ void k_select_bcast(const uint8_t *__restrict__ c, const T *__restrict__ a, const T *__restrict__ b,
-                               T *__restrict__ y, int64_t n, sel_map m) {
+                               T *__restrict__ y, int64_t n, kb_imap m) {
     KB_GRID_LOOP(i, n) {
         int64_t j = i, oc = 0, oa = 0, ob = 0;
         for (int d = m.rank - 1; d >= 0; d--) {
             int64_t q = j / m.dims[d];
             int64_t r = j - q * m.dims[d];
-            oc += r * m.st[0][d];
-            oa += r * m.st[1][d];
-            ob += r * m.st[2][d];
+            oc += r * m.strides[0][d];
+            oa += r * m.strides[1][d];
+            ob += r * m.strides[2][d];
             j = q;
         }
         y[i] = c[oc] ? a[oa] : b[ob];
@@ -543,7 +512,7 @@ kb_status run_select(const kb_exec *ex, const kb_attrs *at, const kb_buf *in, kb
         kb_bcast_strides(in[1].shape, in[1].rank, out->shape, out->rank, sa);
         kb_bcast_strides(in[2].shape, in[2].rank, out->shape, out->rank, sb);
         const int64_t *st[3] = {sc, sa, sb};
-        sel_map m = sel_map_make(out->shape, out->rank, st);
+        kb_imap m = kb_imap_make(out->shape, out->rank, st, 3);
         k_select_bcast<T><<<kb_blocks(dev, n, KB_THREADS), KB_THREADS, 0, dev->stream>>>(c, a, b, y, n, m);
     }
     KB_CUDA_CHECK(cudaGetLastError());
