@@ -899,6 +899,11 @@ KB_API kb_status kb_ctc_decode(kb_tensor *y_pred, kb_tensor *input_length, int g
                                int top_paths, int merge_repeated, kb_tensor **decoded_out,
                                kb_tensor **log_prob_out);
 
+/* ------------------------------------------------------------------------------------------ */
+/* Profiling (kb-only): per-op times of functions, Chrome trace                                */
+/* ------------------------------------------------------------------------------------------ */
+/* -- profiling -- */
+
 #ifdef __cplusplus
 }
 #endif

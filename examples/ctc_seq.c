@@ -1,0 +1,2 @@
+/* placeholder: written by the CTC example task */
+int main(void) { return 0; }
