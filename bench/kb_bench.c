@@ -24,6 +24,8 @@
 
 #include <kb/kb.h>
 
+#include "cnn_model.h" /* examples/: the mnist_cnn model and Adam, shared with the example */
+
 #ifdef KB_BENCH_CUDA
 #include <cuda_runtime_api.h>
 #endif
@@ -61,6 +63,8 @@ typedef struct bench {
     int64_t cn, cc, chw, co; /* conv: batch, in channels, height = width, out channels (3x3 kernel) */
     int64_t pn, pc, phw;     /* max pool and batch norm: batch, channels, height = width */
     int64_t ctcb, lb;        /* CTC batch, LSTM batch */
+    int64_t cnnb;            /* mnist_cnn training-step batch */
+    double first_loss;       /* rows with updates: output 0 of the first call (before any update) */
     /* operands, made on first use so --rows only allocates what it runs */
     kb_tensor *a, *b, *x, *t, *da, *db, *ba, *bbt;
     kb_tensor *cx[2], *ck; /* conv input [channels_last, channels_first], kernel (3, 3, cc, co) */
@@ -157,7 +161,7 @@ static kb_tensor *pool_x(bench *B) {
 /* Rows                                                                                       */
 /* ---------------------------------------------------------------------------------------- */
 
-enum { SH_VEC, SH_MAT, SH_SQUARE, SH_DOT, SH_BATCH, SH_CONV, SH_POOL, SH_CTC, SH_LSTM };
+enum { SH_VEC, SH_MAT, SH_SQUARE, SH_DOT, SH_BATCH, SH_CONV, SH_POOL, SH_CTC, SH_LSTM, SH_CNN };
 
 /* The row's sizes for the table and the JSON, e.g. "65536x1024" (what --small actually ran). */
 static void shape_str(const bench *B, int sh, char *buf, size_t len) {
@@ -179,8 +183,11 @@ static void shape_str(const bench *B, int sh, char *buf, size_t len) {
     case SH_CTC: /* T, B, C, label length */
         snprintf(buf, len, "T%dxB%lldxC%dxL%d", CTC_T, (long long)B->ctcb, CTC_C, CTC_L);
         break;
-    default: /* LSTM T, B, in -> units */
+    case SH_LSTM: /* LSTM T, B, in -> units */
         snprintf(buf, len, "T%dxB%lldx%d->%d", LSTM_T, (long long)B->lb, LSTM_I, LSTM_H);
+        break;
+    default: /* mnist_cnn step: batch of 28x28 images */
+        snprintf(buf, len, "B%lldx28x28", (long long)B->cnnb);
     }
 }
 
@@ -206,6 +213,9 @@ typedef struct row {
     /* optional: further outputs the function computes with y (gradients), MAX_OUT - 1 at most; returns
      * how many, -1 on error */
     int (*more)(bench *B, kb_tensor *y, kb_tensor **more);
+    /* optional: the function's updates (a training step), CNN_MAX_UPDATES at most; returns how
+     * many, -1 on error. Output 0 of the first call is kept in B->first_loss for the check. */
+    int (*updates)(bench *B, kb_tensor **upd);
 } row;
 
 static const float *f32_out(const out_view *o, int64_t n, const int64_t *shape, int rank, char *msg) {
@@ -920,30 +930,88 @@ static int check_lstm(const bench *B, const out_view *o, char *msg) {
     return ok;
 }
 
+
+/* One training step of the Keras mnist_cnn model (examples/cnn_model.c: conv 32, conv 64, max
+ * pool, dropout, dense 128, dropout, dense 10, softmax, categorical crossentropy) with Adam
+ * (lr 1e-3), dropout on, at batch 128, on one batch held in variables: forward, backward and
+ * the optimizer's updates, as PyTorch's zero_grad / forward / backward / step. flops: 3 x the
+ * forward's 2 * multiply-adds (conv1, conv2, dense1, dense2). The batch is learnable (class c
+ * is noise plus a bright 6x6 square at a place of its own), so the check asks the loss after
+ * the warm-up and timed steps to be finite and below 3/4 of the first step's (11 steps on the
+ * CPU with --small, 100+ on a GPU). */
+static cnn_model cnn_m;
+static kb_tensor *build_cnn_any(bench *B, int cf) {
+    int64_t nb = B->cnnb, n = nb * CNN_H * CNN_W, xs[4] = {nb, CNN_H, CNN_W, 1}, ys[2] = {nb, CNN_CLASSES};
+    if (cf) xs[1] = 1, xs[2] = CNN_H, xs[3] = CNN_W; /* one channel: the same bytes in both layouts */
+    float *x = malloc(sizeof(float) * (size_t)n), *y = calloc((size_t)(nb * CNN_CLASSES), sizeof(float));
+    kb_tensor *res = NULL;
+    if (x && y) {
+        for (int64_t i = 0; i < n; ++i) {
+            int64_t b = i / (CNN_H * CNN_W), r = i / CNN_W % CNN_H, c = i % CNN_W, k = b % CNN_CLASSES;
+            int64_t r0 = 2 + 5 * (k / 5) * 2, c0 = 2 + 5 * (k % 5);
+            x[i] = 0.25f * (val(SEED_CX, i) + 1) + (r >= r0 && r < r0 + 6 && c >= c0 && c < c0 + 6 ? 0.5f : 0.0f);
+        }
+        for (int64_t b = 0; b < nb; ++b) y[b * CNN_CLASSES + b % CNN_CLASSES] = 1;
+        kb_tensor *xv = kb_variable(B->ctx, x, sizeof(float) * (size_t)n, KB_FLOAT32, xs, 4, "cnn_x");
+        kb_tensor *yv = kb_variable(B->ctx, y, sizeof(float) * (size_t)(nb * CNN_CLASSES), KB_FLOAT32, ys, 2, "cnn_y");
+        kb_tensor *train = kb_constant_scalar(B->ctx, 1, KB_INT32, NULL, 0);
+        kb_data_format_arg df = cf ? KB_DATA_FORMAT_CHANNELS_FIRST : KB_DATA_FORMAT_CHANNELS_LAST;
+        if (xv && yv && train && cnn_build(B->ctx, df, 7, xv, yv, train, &cnn_m) == KB_OK) res = cnn_m.loss;
+    }
+    free(x);
+    free(y);
+    return res;
+}
+static kb_tensor *build_cnn(bench *B) { return build_cnn_any(B, 0); }
+static kb_tensor *build_cnn_cf(bench *B) { return build_cnn_any(B, 1); }
+static int updates_cnn(bench *B, kb_tensor **upd) {
+    kb_tensor *grads[CNN_PARAMS];
+    int n = 0;
+    if (kb_gradients(cnn_m.loss, cnn_m.params, CNN_PARAMS, grads) != KB_OK ||
+        cnn_optimizer_updates(B->ctx, "adam", 1e-3, cnn_m.params, grads, CNN_PARAMS, upd, &n) != KB_OK)
+        return -1;
+    return n;
+}
+static double amount_cnn(const bench *B) {
+    double macs = 26.0 * 26 * 32 * 9 + 24.0 * 24 * 64 * 9 * 32 + 9216.0 * 128 + 128.0 * 10;
+    return 3.0 * 2.0 * macs * (double)B->cnnb;
+}
+static int check_cnn(const bench *B, const out_view *o, char *msg) {
+    const float *loss = f32_out(o, 1, NULL, 0, msg);
+    if (!loss) return 0;
+    int ok = isfinite(*loss) && isfinite(B->first_loss) && *loss < 0.75 * B->first_loss;
+    snprintf(msg, MSG, "loss %.4f after the timed steps, %.4f at the first%s", *loss, B->first_loss,
+             ok ? "" : ": not below 3/4 of it");
+    return ok;
+}
+
 static const row ROWS[] = {
-    {"add", SH_VEC, 0, "3*4*n", build_add, amount_vec3, check_add, 0, NULL},
-    {"chain", SH_VEC, 0, "3*4*n (a, b in, y out)", build_chain, amount_vec3, check_chain, 0, NULL},
-    {"sum_last", SH_MAT, 0, "4*R*C + 4*R", build_sum_last, amount_sum_last, check_sum_last, 0, NULL},
-    {"sum_first", SH_MAT, 0, "4*R*C + 4*C", build_sum_first, amount_sum_first, check_sum_first, 0, NULL},
-    {"softmax", SH_MAT, 0, "2*4*R*C", build_softmax, amount_mat2, check_softmax, 0, NULL},
-    {"argmax", SH_MAT, 0, "4*R*C + 8*R", build_argmax, amount_argmax, check_argmax, 0, NULL},
-    {"cumsum", SH_MAT, 0, "2*4*R*C", build_cumsum, amount_mat2, check_cumsum, 0, NULL},
-    {"transpose", SH_SQUARE, 0, "2*4*n*n", build_transpose, amount_transpose, check_transpose, 0, NULL},
-    {"dot_fp32", SH_DOT, 1, "2*M*N*K", build_dot, amount_dot, check_dot, 0, NULL},
-    {"dot_tf32", SH_DOT, 1, "2*M*N*K", build_dot, amount_dot, check_dot_tf32, 1, NULL},
-    {"batch_dot", SH_BATCH, 1, "2*B*M*N*K", build_batch_dot, amount_batch_dot, check_batch_dot, 0, NULL},
-    {"conv_nhwc", SH_CONV, 1, "2*N*H*W*O*9*C", build_conv_nhwc, amount_conv, check_conv_nhwc, 0, NULL},
-    {"conv_nchw", SH_CONV, 1, "2*N*H*W*O*9*C", build_conv_nchw, amount_conv, check_conv_nchw, 0, NULL},
+    {"add", SH_VEC, 0, "3*4*n", build_add, amount_vec3, check_add, 0, NULL, NULL},
+    {"chain", SH_VEC, 0, "3*4*n (a, b in, y out)", build_chain, amount_vec3, check_chain, 0, NULL, NULL},
+    {"sum_last", SH_MAT, 0, "4*R*C + 4*R", build_sum_last, amount_sum_last, check_sum_last, 0, NULL, NULL},
+    {"sum_first", SH_MAT, 0, "4*R*C + 4*C", build_sum_first, amount_sum_first, check_sum_first, 0, NULL, NULL},
+    {"softmax", SH_MAT, 0, "2*4*R*C", build_softmax, amount_mat2, check_softmax, 0, NULL, NULL},
+    {"argmax", SH_MAT, 0, "4*R*C + 8*R", build_argmax, amount_argmax, check_argmax, 0, NULL, NULL},
+    {"cumsum", SH_MAT, 0, "2*4*R*C", build_cumsum, amount_mat2, check_cumsum, 0, NULL, NULL},
+    {"transpose", SH_SQUARE, 0, "2*4*n*n", build_transpose, amount_transpose, check_transpose, 0, NULL, NULL},
+    {"dot_fp32", SH_DOT, 1, "2*M*N*K", build_dot, amount_dot, check_dot, 0, NULL, NULL},
+    {"dot_tf32", SH_DOT, 1, "2*M*N*K", build_dot, amount_dot, check_dot_tf32, 1, NULL, NULL},
+    {"batch_dot", SH_BATCH, 1, "2*B*M*N*K", build_batch_dot, amount_batch_dot, check_batch_dot, 0, NULL, NULL},
+    {"conv_nhwc", SH_CONV, 1, "2*N*H*W*O*9*C", build_conv_nhwc, amount_conv, check_conv_nhwc, 0, NULL, NULL},
+    {"conv_nchw", SH_CONV, 1, "2*N*H*W*O*9*C", build_conv_nchw, amount_conv, check_conv_nchw, 0, NULL, NULL},
     {"convb_nhwc", SH_CONV, 1, "3*2*N*H*W*O*9*C (y, dx, dkernel)", build_conv_nhwc, amount_conv3, check_convb_nhwc, 0,
-     more_conv_nhwc},
+     more_conv_nhwc, NULL},
     {"convb_nchw", SH_CONV, 1, "3*2*N*H*W*O*9*C (y, dx, dkernel)", build_conv_nchw, amount_conv3, check_convb_nchw, 0,
-     more_conv_nchw},
-    {"maxpool", SH_POOL, 0, "4*N*C*H*W + 4*N*C*OH*OW", build_maxpool, amount_maxpool, check_maxpool, 0, NULL},
-    {"bn_train", SH_POOL, 0, "3*4*N*C*H*W (x read twice, y written)", build_bn, amount_bn, check_bn, 0, more_bn},
-    {"uniform", SH_VEC, 0, "4*n (written)", build_uniform, amount_vec1, check_uniform, 0, NULL},
-    {"normal", SH_VEC, 0, "4*n (written)", build_normal, amount_vec1, check_normal, 0, NULL},
-    {"ctc", SH_CTC, 0, "2*4*B*T*C (y_pred read, gradient written)", build_ctc, amount_ctc, check_ctc, 0, more_ctc},
-    {"lstm", SH_LSTM, 1, "3*2*T*B*(I+H)*4H", build_lstm, amount_lstm, check_lstm, 0, more_lstm},
+     more_conv_nchw, NULL},
+    {"maxpool", SH_POOL, 0, "4*N*C*H*W + 4*N*C*OH*OW", build_maxpool, amount_maxpool, check_maxpool, 0, NULL, NULL},
+    {"bn_train", SH_POOL, 0, "3*4*N*C*H*W (x read twice, y written)", build_bn, amount_bn, check_bn, 0, more_bn, NULL},
+    {"uniform", SH_VEC, 0, "4*n (written)", build_uniform, amount_vec1, check_uniform, 0, NULL, NULL},
+    {"normal", SH_VEC, 0, "4*n (written)", build_normal, amount_vec1, check_normal, 0, NULL, NULL},
+    {"ctc", SH_CTC, 0, "2*4*B*T*C (y_pred read, gradient written)", build_ctc, amount_ctc, check_ctc, 0, more_ctc, NULL},
+    {"lstm", SH_LSTM, 1, "3*2*T*B*(I+H)*4H", build_lstm, amount_lstm, check_lstm, 0, more_lstm, NULL},
+    {"cnn_nhwc", SH_CNN, 1, "3*2*B*(forward multiply-adds)", build_cnn, amount_cnn, check_cnn, 0, NULL, updates_cnn},
+    {"cnn_nchw", SH_CNN, 1, "3*2*B*(forward multiply-adds)", build_cnn_cf, amount_cnn, check_cnn, 0, NULL,
+     updates_cnn},
 };
 enum { N_ROWS = (int)(sizeof ROWS / sizeof ROWS[0]) };
 
@@ -1171,18 +1239,28 @@ static void run_row(bench *B, const row *r, int iters, int repeats, result *res)
         snprintf(res->msg, MSG, "building the extra outputs: %s (%s)", kb_last_error(), kb_status_string(kb_last_status()));
         return;
     }
-    kb_function *fn = kb_function_new(B->ctx, NULL, 0, outs, n_out, NULL, 0, B->device);
+    kb_tensor *upd[CNN_MAX_UPDATES];
+    int n_upd = r->updates ? r->updates(B, upd) : 0;
+    if (n_upd < 0) {
+        snprintf(res->msg, MSG, "building the updates: %s (%s)", kb_last_error(), kb_status_string(kb_last_status()));
+        return;
+    }
+    kb_function *fn = kb_function_new(B->ctx, NULL, 0, outs, n_out, upd, n_upd, B->device);
     if (!fn) {
         snprintf(res->msg, MSG, "kb_function_new: %s", kb_last_error());
         return;
     }
     /* warm-up: uploads the variables, plans, allocates the arena, creates library handles */
-    for (int i = 0; i < 2; ++i)
-        if (kb_function_call(fn, NULL, 0) != KB_OK) {
+    for (int i = 0; i < 2; ++i) {
+        float first;
+        if (kb_function_call(fn, NULL, 0) != KB_OK ||
+            (i == 0 && n_upd && kb_function_get_output(fn, 0, &first, sizeof first) != KB_OK)) {
             snprintf(res->msg, MSG, "kb_function_call: %s", kb_last_error());
             kb_function_free(fn);
             return;
         }
+        if (i == 0 && n_upd) B->first_loss = first;
+    }
 #ifdef KB_BENCH_CUDA
     double ms = B->device == KB_DEVICE_CUDA ? time_cuda(B, fn, iters, repeats, res->msg)
                                             : time_cpu(fn, iters, repeats, res->msg);
@@ -1262,6 +1340,7 @@ int main(int argc, char **argv) {
     B.cn = 64 / s, B.cc = 128, B.chw = 28, B.co = 128;
     B.pn = 64 / s, B.pc = 256, B.phw = 56;
     B.ctcb = 64 / s, B.lb = 64 / s;
+    B.cnnb = small ? 32 : 128;
     if (iters == 0) iters = B.device == KB_DEVICE_CUDA ? 20 : 3;
     int repeats = B.device == KB_DEVICE_CUDA ? REPEATS : 3;
 

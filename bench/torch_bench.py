@@ -37,6 +37,7 @@ def sizes(small):
         "cn": 64 // s, "cc": 128, "chw": 28, "co": 128,
         "pn": 64 // s, "pc": 256, "phw": 56,
         "ctcb": 64 // s, "lb": 64 // s,
+        "cnnb": 32 if small else 128,
     }
 
 
@@ -180,7 +181,35 @@ def make_rows(z, dev):
         rm, rv = torch.zeros(PC, device=dev), torch.ones(PC, device=dev)
         return lambda: F.batch_norm(x, rm, rv, g, b, training=True, momentum=0.1, eps=1e-3)
 
+    NB = z["cnnb"]
+
+    def cnn_step(cf):
+        # one training step of Keras' mnist_cnn (as examples/cnn_model.c) with Adam (lr 1e-3, eps
+        # 1e-7 as Keras), dropout on, on one fixed batch: zero_grad, forward, backward, step
+        def make():
+            nn = torch.nn
+            m = nn.Sequential(nn.Conv2d(1, 32, 3), nn.ReLU(), nn.Conv2d(32, 64, 3), nn.ReLU(), nn.MaxPool2d(2),
+                              nn.Dropout(0.25), nn.Flatten(), nn.Linear(9216, 128), nn.ReLU(), nn.Dropout(0.5),
+                              nn.Linear(128, 10)).to(dev)
+            x = torch.rand(NB, 1, 28, 28, device=dev, generator=gen)
+            t = torch.arange(NB, device=dev) % 10
+            if not cf:
+                m, x = m.to(memory_format=torch.channels_last), x.to(memory_format=torch.channels_last)
+            m.train()
+            opt = torch.optim.Adam(m.parameters(), lr=1e-3, eps=1e-7)
+
+            def step():
+                with torch.enable_grad():
+                    opt.zero_grad(set_to_none=True)
+                    loss = F.cross_entropy(m(x), t)
+                    loss.backward()
+                    opt.step()
+                    return loss
+            return step
+        return make
+
     f = 4.0
+    cnn_flops = 3 * 2.0 * NB * (26 * 26 * 32 * 9 + 24 * 24 * 64 * 9 * 32 + 9216 * 128 + 128 * 10)
     cshape, pshape = f"{CN}x{CC}x{CHW}x{CHW}->{CO}", f"{PN}x{PC}x{PHW}x{PHW}"
     cflops = 2.0 * CN * CHW * CHW * CO * 9 * CC
     POH = (PHW - 3) // 2 + 1
@@ -208,6 +237,8 @@ def make_rows(z, dev):
         ("ctc", f"T{CT}xB{CB}xC{CCL}xL{CL}", "GB/s", "2*4*B*T*C (y_pred read, gradient written)", 2 * f * CB * CT * CCL,
          False, ctc),
         ("lstm", f"T100xB{LB}x512->512", "TFLOP/s", "3*2*T*B*(I+H)*4H", 3 * 2.0 * 100 * LB * 1024 * 4 * 512, False, lstm),
+        ("cnn_nhwc", f"B{NB}x28x28", "TFLOP/s", "3*2*B*(forward multiply-adds)", cnn_flops, False, cnn_step(False)),
+        ("cnn_nchw", f"B{NB}x28x28", "TFLOP/s", "3*2*B*(forward multiply-adds)", cnn_flops, False, cnn_step(True)),
     ]
 
 
