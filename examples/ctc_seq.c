@@ -208,7 +208,7 @@ int main(int argc, char **argv) {
             return usage(argv[0]);
         }
     }
-    if (steps < 0) steps = quick ? 300 : 1500;
+    if (steps < 0) steps = quick ? 300 : 1000;
     const int every = quick ? 50 : 100;
     const double threshold = quick ? 0.3 : 0.1;
     rng_state = seed * 0x9E3779B97F4A7C15ull + 0x2545F4914F6CDD1Dull;
