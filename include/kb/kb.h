@@ -12,6 +12,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h> /* FILE, for kb_function_profile_print */
 
 #ifdef __cplusplus
 extern "C" {
@@ -903,6 +904,69 @@ KB_API kb_status kb_ctc_decode(kb_tensor *y_pred, kb_tensor *input_length, int g
 /* Profiling (kb-only): per-op times of functions, Chrome trace                                */
 /* ------------------------------------------------------------------------------------------ */
 /* -- profiling -- */
+/**
+ * Profiling on (nonzero) or off (0) for the functions of \p ctx. While it is on, each
+ * kb_function_call times every op that runs a kernel (leaves and views such as reshape are not
+ * timed), and the whole call from entry (planning included) until the device is done: a profiled
+ * CUDA call waits for the device at its end. CUDA times are cudaEvent times on the context's
+ * stream; CPU times are CLOCK_MONOTONIC. The times add up per function (kb_function_profile_*)
+ * and every op execution and call is one event of the context's trace (kb_profile_write_trace).
+ * Off, a call costs one branch per op. Not profiled: the one-shot functions of kb_eval and
+ * kb_get_value, and the ops inside loop bodies (kb_rnn, kb_map_fn, kb_foldl...): a loop is timed
+ * as one op. Default: on when $KB_PROFILE is set and not "0", or when $KB_PROFILE_TRACE is set (read by
+ * kb_context_new). NULL ctx: KB_ERR_INVALID_ARGUMENT.
+ */
+KB_API kb_status kb_set_profiling(kb_context *ctx, int on);
+/** 1 when profiling is on for \p ctx, else 0 (also for NULL). */
+KB_API int kb_profiling(const kb_context *ctx);
+
+/** The accumulated time of one op node of a function. The strings are kb's: \p label lives as
+ * long as the function, \p op and \p device are static. */
+typedef struct kb_op_profile {
+    const char *label;  /**< "<op>#<id>", as in messages and NVTX ranges, e.g. "conv2d#12" */
+    const char *op;     /**< op-table name, e.g. "conv2d" */
+    int64_t calls;      /**< profiled calls that ran it */
+    double total_ms;    /**< sum of its times, milliseconds */
+    double mean_ms;     /**< total_ms / calls (0 without calls) */
+    const char *device; /**< "cuda"; "cpu" (a CPU function); "cpu (fallback)" (no CUDA kernel: run
+                             on the host inside a CUDA function, copies included); "host" (an op
+                             that runs on the host by design inside a CUDA function) */
+    int host_fallback;  /**< 1 for "cpu (fallback)", else 0 */
+} kb_op_profile;
+
+/** Number of timed op nodes of \p fn: all its kernel nodes once it has made a profiled call, 0
+ * before. NULL fn: -1 with KB_ERR_INVALID_ARGUMENT. */
+KB_API int kb_function_profile_count(const kb_function *fn);
+/** Entry \p i of \p fn's profile, in [0, kb_function_profile_count): sorted by total_ms,
+ * largest first (equal totals keep schedule order). Out of range: KB_ERR_INVALID_ARGUMENT. */
+KB_API kb_status kb_function_profile_get(const kb_function *fn, int i, kb_op_profile *out);
+/** \p fn's totals over its profiled calls (each out may be NULL): the number of calls, their
+ * wall time (host clock, from entry until the device is done), and the sum of their op times. */
+KB_API kb_status kb_function_profile_totals(const kb_function *fn, int64_t *calls, double *total_ms,
+                                            double *ops_ms);
+/** Zero \p fn's accumulated calls and times (e.g. after a warm-up call, whose time includes
+ * planning, allocation and cuDNN's algorithm search). The context's trace keeps its events. */
+KB_API kb_status kb_function_profile_reset(kb_function *fn);
+/**
+ * Print \p fn's profile as a table to \p out (NULL: stderr): a header (function id, device,
+ * calls, total and per-call time, op time per call), one row per op type (nodes, calls, total
+ * ms, mean ms, % of op time), then one row per node sorted by total (calls, total, mean, %,
+ * device), the first \p top of them (top <= 0: $KB_PROFILE_TOP, else 25) and a "... N more"
+ * line. A function without profiled calls prints one line saying so. With $KB_PROFILE set,
+ * kb_function_free prints the table of a function that made profiled calls to stderr.
+ */
+KB_API kb_status kb_function_profile_print(const kb_function *fn, FILE *out, int top);
+/**
+ * Write the context's trace to \p path as Chrome trace-event JSON, which Perfetto
+ * (ui.perfetto.dev) and chrome://tracing open: one complete ("X") event per op execution and
+ * per call, timestamps in microseconds since profiling was first turned on, one row (tid) per
+ * function, args with the output shape, dtype and device. The buffer holds at most 2^20 events
+ * ($KB_PROFILE_TRACE_MAX changes it, read when profiling is first turned on); later ones are
+ * counted in otherData.kb_dropped_events and a warning is logged. With $KB_PROFILE_TRACE=path,
+ * kb_context_free writes it. NULL ctx or path: KB_ERR_INVALID_ARGUMENT; a file that cannot be
+ * written: KB_ERR_IO with the path.
+ */
+KB_API kb_status kb_profile_write_trace(kb_context *ctx, const char *path);
 
 #ifdef __cplusplus
 }

@@ -10,6 +10,7 @@
  *   reserved is the pool's cudaMemPoolAttrReservedMemCurrent.
  * - Out of memory: synchronise, trim the pool to 0, retry once, then KB_ERR_OUT_OF_MEMORY.
  * - cuBLAS, cuRAND and cuDNN handles are created on first use, bound to the stream.
+ * - Profiling timers are cudaEvents recorded on the stream (read with cudaEventElapsedTime).
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -428,10 +429,42 @@ static void cu_destroy(void *vd) {
     delete d;
 }
 
+/* Profiling timers: one cudaEvent (with timing) each, recorded on the compute stream. */
+static kb_status cu_timer_new(void *vd, void **t) {
+    struct kb_cuda_device *d = (struct kb_cuda_device *)vd;
+    *t = NULL;
+    KB_TRY(kb_cuda_bind(d));
+    cudaEvent_t e = NULL;
+    KB_CUDA_CHECK(cudaEventCreateWithFlags(&e, cudaEventDefault));
+    *t = (void *)e;
+    return KB_OK;
+}
+
+static void cu_timer_free(void *vd, void *t) {
+    struct kb_cuda_device *d = (struct kb_cuda_device *)vd;
+    if (!t || kb_cuda_bind(d) != KB_OK) return;
+    if (cudaEventDestroy((cudaEvent_t)t) != cudaSuccess) (void)cudaGetLastError();
+}
+
+static kb_status cu_timer_record(void *vd, void *t) {
+    struct kb_cuda_device *d = (struct kb_cuda_device *)vd;
+    KB_TRY(kb_cuda_bind(d));
+    KB_CUDA_CHECK(cudaEventRecord((cudaEvent_t)t, d->stream));
+    return KB_OK;
+}
+
+static kb_status cu_timer_ms(void *vd, void *a, void *b, double *ms) {
+    (void)vd;
+    float f = 0.0f;
+    KB_CUDA_CHECK(cudaEventElapsedTime(&f, (cudaEvent_t)a, (cudaEvent_t)b));
+    *ms = (double)f;
+    return KB_OK;
+}
+
 static const kb_device_api cuda_api = {
-    KB_DEVICE_CUDA, cu_alloc,      cu_free,       cu_copy_h2d, cu_copy_d2h, cu_copy_d2d,
-    cu_memset0,     cu_sync,       cu_range_push, cu_range_pop, cu_stats,   cu_release,
-    cu_destroy,
+    KB_DEVICE_CUDA, cu_alloc,      cu_free,         cu_copy_h2d,  cu_copy_d2h, cu_copy_d2d,
+    cu_memset0,     cu_sync,       cu_range_push,   cu_range_pop, cu_stats,    cu_release,
+    cu_destroy,     cu_timer_new,  cu_timer_free,   cu_timer_record, cu_timer_ms,
 };
 
 /* ------------------------------------------------------------------------------------------ */

@@ -11,9 +11,22 @@
 #include "core/context.h"
 #include "core/dtype.h"
 #include "core/error.h"
+#include "graph/profile.h"
 #include "graph/tensor.h"
 
 void kb_tensors_free_all(kb_context *ctx); /* graph/tensor.c */
+
+/* KB_PROFILE (set, not "0") and KB_PROFILE_TRACE=path turn profiling on for a new context. */
+static kb_status profile_from_env(kb_context *ctx) {
+    const char *prof = getenv("KB_PROFILE"), *trace = getenv("KB_PROFILE_TRACE");
+    int on = prof && *prof && strcmp(prof, "0") != 0;
+    if (trace && *trace) {
+        ctx->profile_trace_path = strdup(trace);
+        if (!ctx->profile_trace_path) return kb_set_error(KB_ERR_OUT_OF_MEMORY, "kb_context_new: out of host memory");
+        on = 1;
+    }
+    return on ? kb_set_profiling(ctx, 1) : KB_OK;
+}
 
 int kb_cuda_compiled(void) {
 #ifdef KB_WITH_CUDA
@@ -87,9 +100,13 @@ kb_status kb_context_new(kb_context **out, const kb_context_options *opts) {
     threads = omp_get_max_threads();
 #endif
     snprintf(ctx->device_name, sizeof ctx->device_name, "cpu (%d thread%s)", threads, threads == 1 ? "" : "s");
-    if (ctx->device == KB_DEVICE_CUDA && kb_ctx_open_cuda(ctx) != KB_OK) {
+    if ((ctx->device == KB_DEVICE_CUDA && kb_ctx_open_cuda(ctx) != KB_OK) || profile_from_env(ctx) != KB_OK) {
+        kb_status s = kb_last_status();
+        if (ctx->cuda_api) ctx->cuda_api->destroy(ctx->cuda_dev);
+        kb_trace_free(ctx->trace);
+        free(ctx->profile_trace_path);
         free(ctx);
-        return kb_last_status();
+        return s;
     }
     *out = ctx;
     return KB_OK;
@@ -97,6 +114,14 @@ kb_status kb_context_new(kb_context **out, const kb_context_options *opts) {
 
 void kb_context_free(kb_context *ctx) {
     if (!ctx) return;
+    if (ctx->profile_trace_path) {
+        if (kb_profile_write_trace(ctx, ctx->profile_trace_path) != KB_OK)
+            kb_notice(ctx, KB_LOG_ERROR, "KB_PROFILE_TRACE: %s", kb_last_error());
+        else
+            kb_notice(ctx, KB_LOG_INFO, "KB_PROFILE_TRACE: wrote %s", ctx->profile_trace_path);
+    }
+    kb_trace_free(ctx->trace);
+    free(ctx->profile_trace_path);
     kb_tensors_free_all(ctx);
     free(ctx->tensors);
     for (int i = 0; i < ctx->n_uids; ++i) free(ctx->uids[i].prefix);

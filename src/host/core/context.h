@@ -41,6 +41,10 @@ struct kb_context {
     unsigned char fallback_logged[KB_OP_COUNT];
     kb_log_fn log_fn;
     void *log_user;
+    /* profiling (graph/profile.c) */
+    int profiling;              /* kb_set_profiling; on from KB_PROFILE / KB_PROFILE_TRACE */
+    char *profile_trace_path;   /* KB_PROFILE_TRACE: the trace written at kb_context_free */
+    struct kb_trace *trace;     /* events of profiled calls; made when profiling is first on */
 };
 
 /* keras.json: fill cfg from defaults, the file and KERAS_BACKEND (config.c). */

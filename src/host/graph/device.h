@@ -2,7 +2,8 @@
  * The device interface: how the graph executor reaches memory, copies, synchronisation and
  * profiling ranges on a device. The CPU implements it with malloc/memcpy (graph/device_cpu.c);
  * the CUDA runtime (src/cuda/device.cu) implements it with one compute stream per context and a
- * stream-ordered caching pool. src/host reaches CUDA only through this table.
+ * stream-ordered caching pool, and timers with CUDA events. src/host reaches CUDA only through
+ * this table.
  */
 #ifndef KB_GRAPH_DEVICE_H
 #define KB_GRAPH_DEVICE_H
@@ -34,6 +35,15 @@ typedef struct kb_device_api {
     kb_status (*stats)(void *dev, kb_memory_stats *out);
     kb_status (*release)(void *dev);
     void (*destroy)(void *dev);
+    /* Profiling timers (graph/profile.c): an opaque timestamp taken in stream order. timer_new
+     * makes one (CUDA: a cudaEvent with timing; CPU: a slot for a CLOCK_MONOTONIC time); make
+     * them once and reuse them, never per call. timer_record stamps it when the work queued so
+     * far is done (CUDA: cudaEventRecord on the compute stream; CPU: now). timer_ms sets *ms to
+     * b - a in milliseconds; both must be recorded and, on CUDA, reached (call sync first). */
+    kb_status (*timer_new)(void *dev, void **t);
+    void (*timer_free)(void *dev, void *t);
+    kb_status (*timer_record)(void *dev, void *t);
+    kb_status (*timer_ms)(void *dev, void *a, void *b, double *ms);
 } kb_device_api;
 
 extern const kb_device_api kb_cpu_device_api;

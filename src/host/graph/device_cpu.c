@@ -1,6 +1,7 @@
-/* The CPU device: 64-byte aligned malloc, memcpy, nothing to synchronise. */
+/* The CPU device: 64-byte aligned malloc, memcpy, nothing to synchronise, CLOCK_MONOTONIC timers. */
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "core/error.h"
 #include "graph/device.h"
@@ -35,7 +36,30 @@ static kb_status cpu_stats(void *dev, kb_memory_stats *out) {
 static kb_status cpu_release(void *dev) { (void)dev; return KB_OK; }
 static void cpu_destroy(void *dev) { (void)dev; }
 
+/* A timer is one malloc'd CLOCK_MONOTONIC time in nanoseconds. */
+static kb_status cpu_timer_new(void *dev, void **t) {
+    (void)dev;
+    *t = calloc(1, sizeof(int64_t));
+    if (!*t) return kb_set_error(KB_ERR_OUT_OF_MEMORY, "cpu: out of host memory for a profiling timer");
+    return KB_OK;
+}
+static void cpu_timer_free(void *dev, void *t) { (void)dev; free(t); }
+static kb_status cpu_timer_record(void *dev, void *t) {
+    (void)dev;
+    struct timespec ts;
+    if (clock_gettime(CLOCK_MONOTONIC, &ts) != 0)
+        return kb_set_error(KB_ERR_INTERNAL, "cpu: clock_gettime(CLOCK_MONOTONIC) failed");
+    *(int64_t *)t = (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+    return KB_OK;
+}
+static kb_status cpu_timer_ms(void *dev, void *a, void *b, double *ms) {
+    (void)dev;
+    *ms = (double)(*(const int64_t *)b - *(const int64_t *)a) * 1e-6;
+    return KB_OK;
+}
+
 const kb_device_api kb_cpu_device_api = {
-    KB_DEVICE_CPU, cpu_alloc,      cpu_free,      cpu_copy,  cpu_copy,    cpu_copy,   cpu_memset0,
-    cpu_sync,      cpu_range_push, cpu_range_pop, cpu_stats, cpu_release, cpu_destroy,
+    KB_DEVICE_CPU,  cpu_alloc,      cpu_free,         cpu_copy,    cpu_copy,    cpu_copy,   cpu_memset0,
+    cpu_sync,       cpu_range_push, cpu_range_pop,    cpu_stats,   cpu_release, cpu_destroy,
+    cpu_timer_new,  cpu_timer_free, cpu_timer_record, cpu_timer_ms,
 };

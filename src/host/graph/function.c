@@ -7,6 +7,8 @@
  * offsets by lifetime (first fit, freed after the last consumer), one arena on the device.
  * Call: feeds into the arena, kernels in order (NVTX range per op), outputs copied to host
  * buffers owned by the function, then every update written to its variable, together.
+ * Profiling (graph/profile.c): while the context's profiling is on, a call records a timer
+ * before and after each kernel node and ends with a device sync and the accounting.
  */
 #include <limits.h>
 #include <stdio.h>
@@ -15,6 +17,7 @@
 
 #include "core/dtype.h"
 #include "core/error.h"
+#include "graph/profile.h"
 #include "graph/tensor.h"
 
 #define KB_PLAN_CACHE 8
@@ -61,7 +64,12 @@ struct kb_function {
     int has_outputs;    /* a call has completed */
     int body;           /* a loop body (kb_function_new_body): inputs are cuts fed by pointer */
     int32_t lp_value;   /* host staging of the learning phase */
+    kb_fn_profile *prof; /* made at the first profiled call */
+    int prof_on;        /* this call is profiled: run() records the timers */
+    int no_profile;     /* kb_eval's one-shot function */
 };
+
+kb_fn_profile *kb_function_prof(const kb_function *fn) { return fn->prof; }
 
 /* ------------------------------------------------------------------------------------------ */
 
@@ -85,6 +93,7 @@ static void plan_free(kb_function *fn, kb_plan *p) {
 
 void kb_function_free(kb_function *fn) {
     if (!fn) return;
+    kb_prof_free(fn->prof);
     for (kb_plan *p = fn->plans, *nx; p; p = nx) {
         nx = p->next;
         plan_free(fn, p);
@@ -655,6 +664,15 @@ static kb_status fetch_output(kb_function *fn, int i) {
     return KB_OK;
 }
 
+/* One kernel node on the function's device. */
+static inline kb_status exec_node(kb_function *fn, const kb_exec *ex, const kb_op_def *def, kb_tensor *t, kb_buf *in,
+                                  kb_buf *out) {
+    if (out->size == 0) return KB_OK;
+    if (fn->device == KB_DEVICE_CUDA && def->cuda) return def->cuda(ex, &t->attrs, in, t->n_in, out);
+    if (fn->device == KB_DEVICE_CUDA) return run_on_host(fn, ex, def, t, in, out);
+    return kb_cpu_call(ex, def, &t->attrs, in, t->n_in, out);
+}
+
 static kb_status run(kb_function *fn, kb_plan *p, const kb_feed *feeds) {
     const kb_device_api *api = fn->api;
     kb_context *ctx = fn->ctx;
@@ -714,10 +732,13 @@ static kb_status run(kb_function *fn, kb_plan *p, const kb_feed *feeds) {
         make_buf(&out, d, fn->bufs[k]);
         kb_exec ex = {ctx, fn->dev, fn->label[k]};
         api->range_push(fn->dev, fn->label[k]);
-        if (out.size == 0) st = KB_OK;
-        else if (fn->device == KB_DEVICE_CUDA && def->cuda) st = def->cuda(&ex, &t->attrs, in, t->n_in, &out);
-        else if (fn->device == KB_DEVICE_CUDA) st = run_on_host(fn, &ex, def, t, in, &out);
-        else st = kb_cpu_call(&ex, def, &t->attrs, in, t->n_in, &out);
+        if (!fn->prof_on) {
+            st = exec_node(fn, &ex, def, t, in, &out);
+        } else {
+            st = api->timer_record(fn->dev, fn->prof->tb[k]);
+            if (st == KB_OK) st = exec_node(fn, &ex, def, t, in, &out);
+            if (st == KB_OK) st = api->timer_record(fn->dev, fn->prof->ta[k]);
+        }
         api->range_pop(fn->dev);
     }
     if (fn->body) { /* the loop reads the outputs where they are; no updates, no sync */
@@ -844,12 +865,44 @@ kb_status kb_function_call(kb_function *fn, const kb_feed *feeds, int n_feeds) {
     return call(fn, feeds, n_feeds);
 }
 
+/* The function's profile, made at its first profiled call: each node's op name and device. */
+static kb_status make_profile(kb_function *fn) {
+    kb_fn_profile *pr = kb_prof_new(fn->ctx, fn->device, fn->api, fn->dev, fn->n_nodes, fn->label);
+    if (!pr) return kb_last_status();
+    for (int k = 0; k < fn->n_nodes; ++k) {
+        const kb_tensor *t = fn->nodes[k];
+        if (t->kind != KB_KIND_OP || is_cut(fn, k) || (kb_op_table[t->op]->flags & KB_OPF_ALIAS)) continue;
+        const kb_op_def *def = kb_op_table[t->op];
+        pr->op[k] = def->name;
+        pr->where[k] = fn->device == KB_DEVICE_CPU ? KB_PW_CPU
+                       : def->cuda                 ? KB_PW_CUDA
+                       : (def->flags & KB_OPF_HOST) ? KB_PW_HOST
+                                                    : KB_PW_FALLBACK;
+    }
+    kb_status st = kb_prof_init(pr);
+    if (st != KB_OK) {
+        kb_prof_free(pr);
+        return st;
+    }
+    fn->prof = pr;
+    return KB_OK;
+}
+
 static kb_status call(kb_function *fn, const kb_feed *feeds, int n_feeds) {
     KB_TRY(check_feeds(fn, feeds, n_feeds));
+    int prof = fn->ctx->profiling && !fn->no_profile;
+    if (prof && !fn->prof) KB_TRY(make_profile(fn));
+    if (prof) KB_TRY(kb_prof_begin(fn->prof));
     kb_plan *p;
     KB_TRY(get_plan(fn, feeds, &p));
     fn->api->range_push(fn->dev, "kb_function_call");
+    fn->prof_on = prof;
     kb_status st = run(fn, p, feeds);
+    fn->prof_on = 0;
+    if (prof) {
+        kb_status s2 = kb_prof_end(fn->prof, st == KB_OK, p->desc);
+        if (st == KB_OK) st = s2;
+    }
     fn->api->range_pop(fn->dev);
     fn->has_outputs = st == KB_OK;
     return st;
@@ -926,6 +979,7 @@ kb_status kb_eval(kb_tensor *x, void *out, size_t nbytes) {
     if (!kb_check_tensor("kb_eval", "x", x)) return kb_last_status();
     if (x->kind == KB_KIND_VARIABLE || x->kind == KB_KIND_CONSTANT) return leaf_value("kb_eval", x, out, nbytes);
     kb_function *fn = kb_function_new(x->ctx, NULL, 0, &x, 1, NULL, 0, KB_DEVICE_AUTO); /* an update op applies */
+    if (fn) fn->no_profile = 1; /* a one-shot function: its table would be noise */
     if (!fn) {
         if (kb_last_status() == KB_ERR_INVALID_STATE)
             kb_set_error(KB_ERR_INVALID_STATE, "kb_eval: %s depends on a placeholder; use kb_function_new to feed it",
