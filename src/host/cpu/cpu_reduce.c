@@ -7,6 +7,10 @@
  */
 #include <math.h>
 #include <stdlib.h>
+#include <string.h>
+#ifdef _OPENMP
+#include <omp.h>
+#endif
 
 #include "core/dtype.h"
 #include "cpu/cpu_common.h"
@@ -330,7 +334,49 @@ kb_status kb_cpu_sum_like(const kb_exec *ex, const kb_attrs *a, const kb_buf *in
         os[i] = (io < 0 || d == 1) ? 0 : s;
         s *= d;
     }
-    for (int64_t i = 0; i < g->size; ++i) acc[map_offset(i, g, os)] += ld(g, i);
+    if (n == g->size && out->dtype == g->dtype) { /* nothing was broadcast (shapes equal at run time): a copy */
+        memcpy(out->data, g->data, (size_t)n * kb_dtype_size(g->dtype));
+        free(acc);
+        return KB_OK;
+    }
+    /* Rows of g's innermost axis: one div/mod pass per row, then the slot advances by that axis'
+     * stride (0 when it is summed). Threads sum disjoint row ranges into their own slots, added
+     * in thread order afterwards (deterministic for a given thread count). */
+    int64_t inner = g->rank ? g->shape[g->rank - 1] : 1, step = g->rank ? os[g->rank - 1] : 0;
+    int64_t rows = inner ? g->size / inner : 0;
+    int nt = 1;
+#ifdef _OPENMP
+    if (g->size > KB_OMP_MIN && n <= 65536) nt = omp_get_max_threads();
+#endif
+    double *part = nt > 1 ? (double *)calloc((size_t)n * (size_t)(nt - 1), sizeof(double)) : NULL;
+    if (nt > 1 && !part) nt = 1;
+#pragma omp parallel num_threads(nt) if (nt > 1)
+    {
+        int t = 0;
+#ifdef _OPENMP
+        t = omp_get_thread_num();
+#endif
+        double *mine = t ? part + (size_t)(t - 1) * (size_t)n : acc;
+#pragma omp for schedule(static)
+        for (int64_t r = 0; r < rows; ++r) {
+            int64_t j = map_offset(r * inner, g, os), i = r * inner;
+            if (g->dtype == KB_FLOAT32) {
+                const float *x = (const float *)g->data + i;
+                if (step == 0) {
+                    double sum = 0;
+                    for (int64_t k = 0; k < inner; ++k) sum += x[k];
+                    mine[j] += sum;
+                } else {
+                    for (int64_t k = 0; k < inner; ++k) mine[j + k * step] += x[k];
+                }
+            } else {
+                for (int64_t k = 0; k < inner; ++k) mine[j + k * step] += ld(g, i + k);
+            }
+        }
+    }
+    for (int t = 1; t < nt; ++t)
+        for (int64_t j = 0; j < n; ++j) acc[j] += part[(size_t)(t - 1) * (size_t)n + (size_t)j];
+    free(part);
     double scale = a->mean_scale && n ? (double)n / (double)g->size : 1.0;
     for (int64_t j = 0; j < n; ++j) st(out, j, acc[j] * scale);
     free(acc);
