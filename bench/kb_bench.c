@@ -24,7 +24,8 @@
 
 #include <kb/kb.h>
 
-#include "cnn_model.h" /* examples/: the mnist_cnn model and Adam, shared with the example */
+#include "cnn_model.h"  /* examples/: the mnist_cnn model and Adam, shared with the example */
+#include "optimizers.h"
 
 #ifdef KB_BENCH_CUDA
 #include <cuda_runtime_api.h>
@@ -213,7 +214,7 @@ typedef struct row {
     /* optional: further outputs the function computes with y (gradients), MAX_OUT - 1 at most; returns
      * how many, -1 on error */
     int (*more)(bench *B, kb_tensor *y, kb_tensor **more);
-    /* optional: the function's updates (a training step), CNN_MAX_UPDATES at most; returns how
+    /* optional: the function's updates (a training step), OPT_MAX_UPDATES(CNN_PARAMS) at most; returns how
      * many, -1 on error. Output 0 of the first call is kept in B->first_loss for the check. */
     int (*updates)(bench *B, kb_tensor **upd);
 } row;
@@ -968,7 +969,7 @@ static int updates_cnn(bench *B, kb_tensor **upd) {
     kb_tensor *grads[CNN_PARAMS];
     int n = 0;
     if (kb_gradients(cnn_m.loss, cnn_m.params, CNN_PARAMS, grads) != KB_OK ||
-        cnn_optimizer_updates(B->ctx, "adam", 1e-3, cnn_m.params, grads, CNN_PARAMS, upd, &n) != KB_OK)
+        opt_updates(B->ctx, "adam", 1e-3, cnn_m.params, grads, CNN_PARAMS, upd, &n) != KB_OK)
         return -1;
     return n;
 }
@@ -1239,7 +1240,7 @@ static void run_row(bench *B, const row *r, int iters, int repeats, result *res)
         snprintf(res->msg, MSG, "building the extra outputs: %s (%s)", kb_last_error(), kb_status_string(kb_last_status()));
         return;
     }
-    kb_tensor *upd[CNN_MAX_UPDATES];
+    kb_tensor *upd[OPT_MAX_UPDATES(CNN_PARAMS)]; /* the most a row's updates() makes */
     int n_upd = r->updates ? r->updates(B, upd) : 0;
     if (n_upd < 0) {
         snprintf(res->msg, MSG, "building the updates: %s (%s)", kb_last_error(), kb_status_string(kb_last_status()));

@@ -1,7 +1,7 @@
 /*
- * The Keras mnist_cnn model and Keras 2's optimizers, built with kb's public API. Shared by the
- * example (examples/mnist_cnn.c) and the benchmark's training-step row (bench/kb_bench.c), so
- * both time and train the same graph.
+ * The Keras mnist_cnn model, built with kb's public API. Shared by the example
+ * (examples/mnist_cnn.c) and the benchmark's training-step rows (bench/kb_bench.c), so both time
+ * and train the same graph.
  *
  *   conv 3x3 x32, relu, conv 3x3 x64, relu, max pool 2x2, dropout 0.25, flatten,
  *   dense 128, relu, dropout 0.5, dense 10, softmax, categorical crossentropy
@@ -11,7 +11,7 @@
 
 #include <kb/kb.h>
 
-enum { CNN_H = 28, CNN_W = 28, CNN_CLASSES = 10, CNN_PARAMS = 8, CNN_MAX_UPDATES = 3 * CNN_PARAMS + 1 };
+enum { CNN_H = 28, CNN_W = 28, CNN_CLASSES = 10, CNN_PARAMS = 8 };
 
 typedef struct cnn_model {
     int channels_first;                        /* the layout chosen (x is (N,1,28,28) or (N,28,28,1)) */
@@ -31,17 +31,5 @@ typedef struct cnn_model {
  */
 kb_status cnn_build(kb_context *ctx, kb_data_format_arg fmt, int64_t seed, kb_tensor *x, kb_tensor *y,
                     kb_tensor *training, cnn_model *m);
-
-/* Keras 2's default learning rate of an optimizer: adam 0.001, adadelta 1.0, sgd 0.01; < 0 for an
- * unknown name. */
-double cnn_default_lr(const char *optimizer);
-
-/*
- * The updates of one step of \p optimizer ("adam": beta_1 0.9, beta_2 0.999, epsilon 1e-7 with
- * bias correction; "adadelta": rho 0.95, epsilon 1e-7; "sgd": momentum 0.9) on params given grads,
- * written as Keras 2 writes them. Fills upd (room for CNN_MAX_UPDATES), sets *n_upd.
- */
-kb_status cnn_optimizer_updates(kb_context *ctx, const char *optimizer, double lr, kb_tensor *const *params,
-                                kb_tensor *const *grads, int n, kb_tensor **upd, int *n_upd);
 
 #endif

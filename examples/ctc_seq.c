@@ -21,6 +21,8 @@
 
 #include <kb/kb.h>
 
+#include "optimizers.h"
+
 #define CHECK(x)                                                                        \
     do {                                                                                \
         if (!(x)) {                                                                     \
@@ -250,40 +252,13 @@ int main(int argc, char **argv) {
     kb_tensor *loss = kb_mean(kb_ctc_batch_cost(y, y_pred, in_len, lab_len), NULL, 0, 0);
     CHECK(loss);
 
-    /* Adam (Keras defaults beta_1 0.9, beta_2 0.999, epsilon 1e-7) as updates:
-     * t = iterations + 1, lr_t = lr sqrt(1 - beta_2^t) / (1 - beta_1^t),
-     * m' = b1 m + (1 - b1) g, v' = b2 v + (1 - b2) g^2, p' = p - lr_t m' / (sqrt(v') + eps). */
+    /* Adam with Keras' defaults (beta_1 0.9, beta_2 0.999, epsilon 1e-7) as updates */
     enum { NP = 8 };
-    kb_tensor *params[NP] = {kf, rf, bf, kbw, rbw, bbw, wd, bd}, *grads[NP];
+    kb_tensor *params[NP] = {kf, rf, bf, kbw, rbw, bbw, wd, bd}, *grads[NP], *updates[OPT_MAX_UPDATES(NP)];
     CHECK(kb_gradients(loss, params, NP, grads) == KB_OK);
-    const double b1 = 0.9, b2 = 0.999, eps = 1e-7;
-    kb_tensor *iterations = kb_variable(ctx, NULL, sizeof(float), KB_FLOAT32, NULL, 0, "iterations");
-    kb_tensor *one = kb_constant_scalar(ctx, 1.0, KB_FLOAT32, NULL, 0);
-    kb_tensor *t_next = kb_add(iterations, one);
-    kb_tensor *b1_t = kb_exp(kb_multiply(t_next, kb_constant_scalar(ctx, log(b1), KB_FLOAT32, NULL, 0)));
-    kb_tensor *b2_t = kb_exp(kb_multiply(t_next, kb_constant_scalar(ctx, log(b2), KB_FLOAT32, NULL, 0)));
-    kb_tensor *lr_t = kb_divide(kb_multiply(kb_constant_scalar(ctx, lr, KB_FLOAT32, NULL, 0), kb_sqrt(kb_subtract(one, b2_t))),
-                                kb_subtract(one, b1_t));
-    kb_tensor *c_b1 = kb_constant_scalar(ctx, b1, KB_FLOAT32, NULL, 0), *c_1b1 = kb_constant_scalar(ctx, 1 - b1, KB_FLOAT32, NULL, 0);
-    kb_tensor *c_b2 = kb_constant_scalar(ctx, b2, KB_FLOAT32, NULL, 0), *c_1b2 = kb_constant_scalar(ctx, 1 - b2, KB_FLOAT32, NULL, 0);
-    kb_tensor *c_eps = kb_constant_scalar(ctx, eps, KB_FLOAT32, NULL, 0);
-    kb_tensor *updates[3 * NP + 1];
+    for (int i = 0; i < NP; ++i) CHECK(grads[i]);
     int n_updates = 0;
-    for (int i = 0; i < NP; ++i) {
-        CHECK(grads[i]);
-        int64_t shape[KB_MAX_RANK];
-        int rank = kb_int_shape(params[i], shape);
-        CHECK(rank >= 0);
-        kb_tensor *m = kb_zeros(ctx, shape, rank, KB_FLOAT32, NULL), *v = kb_zeros(ctx, shape, rank, KB_FLOAT32, NULL);
-        CHECK(m && v);
-        kb_tensor *m_t = kb_add(kb_multiply(c_b1, m), kb_multiply(c_1b1, grads[i]));
-        kb_tensor *v_t = kb_add(kb_multiply(c_b2, v), kb_multiply(c_1b2, kb_square(grads[i])));
-        kb_tensor *step = kb_divide(kb_multiply(lr_t, m_t), kb_add(kb_sqrt(v_t), c_eps));
-        CHECK(updates[n_updates++] = kb_update(m, m_t));
-        CHECK(updates[n_updates++] = kb_update(v, v_t));
-        CHECK(updates[n_updates++] = kb_update_sub(params[i], step));
-    }
-    CHECK(updates[n_updates++] = kb_update_add(iterations, one));
+    CHECK(opt_updates(ctx, "adam", lr, params, grads, NP, updates, &n_updates) == KB_OK);
 
     /* decoders for the held-out set (input_length T for every sequence) */
     int64_t eval_ls[1] = {EVAL_N};
