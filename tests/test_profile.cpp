@@ -244,6 +244,35 @@ TEST_F(Profile, PrintNamesTheOps) {
         EXPECT_NE(all.find("\n  " + std::string(e.op) + " "), std::string::npos) << e.op << " row missing in\n" << all;
     }
     EXPECT_EQ(all.find("more node"), std::string::npos) << all;
+    // op rows: every node counted once, every call counted, sorted by total (largest first)
+    {
+        std::istringstream in(all);
+        std::string line;
+        bool in_ops = false;
+        int nodes_sum = 0;
+        long long calls_sum = 0;
+        double prev = INFINITY;
+        while (std::getline(in, line)) {
+            if (line.rfind("  op ", 0) == 0) {
+                in_ops = true;
+                continue;
+            }
+            if (line.rfind("  node ", 0) == 0) break;
+            if (!in_ops) continue;
+            char name[64];
+            int nodes;
+            long long c;
+            double total, mean, share;
+            ASSERT_EQ(sscanf(line.c_str(), "%63s %d %lld %lf %lf %lf", name, &nodes, &c, &total, &mean, &share), 6)
+                << line;
+            EXPECT_LE(total, prev) << "op rows not sorted by total at " << line;
+            prev = total;
+            nodes_sum += nodes;
+            calls_sum += c;
+        }
+        EXPECT_EQ(nodes_sum, n) << all;
+        EXPECT_EQ(calls_sum, 4LL * n) << all;
+    }
     // top = 1: one node row, then the rest counted
     std::string one = print_table(fn, 1);
     kb_op_profile first;

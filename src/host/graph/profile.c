@@ -397,7 +397,6 @@ static kb_status prof_print(const kb_fn_profile *cp, FILE *out, int top) {
             calls > 0 ? p->fn_ms / calls : 0.0, calls > 0 ? p->ops_ms / calls : 0.0);
     sort_order(p);
     int m = p->n_kernels;
-    /* per op type, ordered by total (the first node of each op type in the sorted order) */
     int wop = 16, wlab = 20;
     for (int i = 0; i < m; ++i) {
         int k = p->order[i];
@@ -406,24 +405,37 @@ static kb_status prof_print(const kb_fn_profile *cp, FILE *out, int top) {
         if (ll > wlab) wlab = ll;
     }
     fprintf(out, "  %-*s %6s %9s %11s %10s %6s\n", wop, "op", "nodes", "calls", "total ms", "mean ms", "%");
+    /* per op type: distinct names in first-seen order, then sorted by total (stable) */
+    typedef struct agg {
+        const char *op;
+        int nodes;
+        int64_t calls;
+        double ms;
+    } agg;
+    agg *a = (agg *)calloc((size_t)(m > 0 ? m : 1), sizeof *a);
+    if (!a) return kb_set_error(KB_ERR_OUT_OF_MEMORY, "kb_function_profile_print: out of host memory");
+    int na = 0;
     for (int i = 0; i < m; ++i) {
-        const char *name = p->op[p->order[i]];
-        int seen = 0;
-        for (int j = 0; j < i && !seen; ++j) seen = strcmp(p->op[p->order[j]], name) == 0;
-        if (seen) continue;
-        int nodes = 0;
-        int64_t c = 0;
-        double ms = 0;
-        for (int j = i; j < m; ++j) {
-            int k = p->order[j];
-            if (strcmp(p->op[k], name) != 0) continue;
-            nodes++;
-            c += p->calls[k];
-            ms += p->ms[k];
-        }
-        fprintf(out, "  %-*s %6d %9lld %11.3f %10.4f %6.1f\n", wop, name, nodes, (long long)c, ms,
-                c ? ms / (double)c : 0.0, pct(ms, p->ops_ms));
+        int k = p->order[i], j = 0;
+        while (j < na && strcmp(a[j].op, p->op[k]) != 0) ++j;
+        if (j == na) a[na++].op = p->op[k];
+        a[j].nodes++;
+        a[j].calls += p->calls[k];
+        a[j].ms += p->ms[k];
     }
+    for (int i = 1; i < na; ++i) {
+        agg v = a[i];
+        int j = i;
+        while (j > 0 && a[j - 1].ms < v.ms) {
+            a[j] = a[j - 1];
+            --j;
+        }
+        a[j] = v;
+    }
+    for (int j = 0; j < na; ++j)
+        fprintf(out, "  %-*s %6d %9lld %11.3f %10.4f %6.1f\n", wop, a[j].op, a[j].nodes, (long long)a[j].calls,
+                a[j].ms, a[j].calls ? a[j].ms / (double)a[j].calls : 0.0, pct(a[j].ms, p->ops_ms));
+    free(a);
     int rows = top_rows(top);
     fprintf(out, "  %-*s %9s %11s %10s %6s  %s\n", wlab, "node", "calls", "total ms", "mean ms", "%", "device");
     for (int i = 0; i < m && i < rows; ++i) {
