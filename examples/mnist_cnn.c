@@ -336,7 +336,6 @@ int main(int argc, char **argv) {
            epochs > 1 ? "s" : "", (long long)o.seed);
     if (info.n_host_fallbacks)
         printf("note: %d ops of the training function have no CUDA kernel and run on the CPU\n", info.n_host_fallbacks);
-    print_memory(ctx, "at start");
     if (o.profile) CHECK(kb_set_profiling(ctx, 1) == KB_OK);
 
     int64_t *order = malloc(sizeof(int64_t) * (size_t)train.n);
@@ -376,7 +375,14 @@ int main(int argc, char **argv) {
                 fprintf(stderr, "\nkb_mnist_cnn: the loss is %f at step %lld: try a lower --lr\n", l, (long long)steps);
                 return 1;
             }
-            if (o.profile && steps == 0) CHECK(kb_function_profile_reset(train_fn) == KB_OK); /* drop the warm-up */
+            if (steps == 0) { /* the first step planned and allocated: what the model holds */
+                kb_function_info fi;
+                CHECK(kb_function_get_info(train_fn, &fi) == KB_OK);
+                printf("training function: arena %.1f MiB for batch %lld (%.1f MiB without reuse)\n",
+                       fi.arena_bytes / 1048576.0, (long long)b, fi.naive_bytes / 1048576.0);
+                print_memory(ctx, "after the first step");
+                if (o.profile) CHECK(kb_function_profile_reset(train_fn) == KB_OK); /* drop the warm-up */
+            }
             total += l;
             done += b;
             ++nb;
