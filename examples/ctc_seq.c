@@ -23,14 +23,8 @@
 
 #include "optimizers.h"
 
-#define CHECK(x)                                                                        \
-    do {                                                                                \
-        if (!(x)) {                                                                     \
-            fprintf(stderr, "kb_ctc_seq: %s failed: %s (%s)\n", #x, kb_last_error(),   \
-                    kb_status_string(kb_last_status()));                                \
-            exit(1);                                                                    \
-        }                                                                               \
-    } while (0)
+#define EXAMPLE_NAME "kb_ctc_seq"
+#include "example_util.h"
 
 enum {
     K = 6,         /* alphabet size; class K is the CTC blank (Keras: the last class) */
@@ -44,13 +38,6 @@ enum {
 };
 static const double NOISE = 0.3; /* standard deviation of the Gaussian noise on every feature */
 
-static uint64_t rng_state;
-static double urand(void) { /* xorshift64*: reproducible from --seed */
-    rng_state ^= rng_state >> 12;
-    rng_state ^= rng_state << 25;
-    rng_state ^= rng_state >> 27;
-    return (double)((rng_state * 2685821657736338717ull) >> 11) / 9007199254740992.0;
-}
 static int irand(int lo, int hi) { return lo + (int)(urand() * (hi - lo + 1)); } /* lo..hi */
 static double nrand(void) { /* Box-Muller */
     double u = urand(), v = urand();

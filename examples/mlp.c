@@ -12,24 +12,11 @@
 
 #include <kb/kb.h>
 
-#define CHECK(x)                                                                        \
-    do {                                                                                \
-        if (!(x)) {                                                                     \
-            fprintf(stderr, "kb_mlp: %s failed: %s (%s)\n", #x, kb_last_error(),       \
-                    kb_status_string(kb_last_status()));                                \
-            exit(1);                                                                    \
-        }                                                                               \
-    } while (0)
+#define EXAMPLE_NAME "kb_mlp"
+#include "example_util.h"
 
 enum { CLASSES = 3, PER_CLASS = 200, N = CLASSES * PER_CLASS, HIDDEN = 64, BATCH = 50 };
 
-static uint64_t rng_state;
-static double urand(void) { /* xorshift64*: reproducible from --seed */
-    rng_state ^= rng_state >> 12;
-    rng_state ^= rng_state << 25;
-    rng_state ^= rng_state >> 27;
-    return (double)((rng_state * 2685821657736338717ull) >> 11) / 9007199254740992.0;
-}
 
 /* Glorot-uniform, as Keras' default Dense kernel initialiser. */
 static kb_tensor *glorot(kb_context *ctx, int64_t fan_in, int64_t fan_out, const char *name) {

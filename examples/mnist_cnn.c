@@ -31,14 +31,8 @@
 #include "optimizers.h"
 
 
-#define CHECK(x)                                                                                  \
-    do {                                                                                          \
-        if (!(x)) {                                                                               \
-            fprintf(stderr, "kb_mnist_cnn: %s failed: %s (%s)\n", #x, kb_last_error(),            \
-                    kb_status_string(kb_last_status()));                                          \
-            exit(1);                                                                              \
-        }                                                                                         \
-    } while (0)
+#define EXAMPLE_NAME "kb_mnist_cnn"
+#include "example_util.h"
 
 enum { H = CNN_H, W = CNN_W, CLASSES = CNN_CLASSES };
 
@@ -264,14 +258,6 @@ static void evaluate(kb_function *fn, int channels_first, const dataset *d, doub
     *acc = correct / (double)d->n;
 }
 
-static uint64_t rng_state;
-static uint64_t rng_next(void) { /* splitmix64: the shuffle, reproducible from --seed */
-    uint64_t z = (rng_state += 0x9E3779B97F4A7C15ull);
-    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
-    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
-    return z ^ (z >> 31);
-}
-
 static void print_memory(kb_context *ctx, const char *when) {
     kb_memory_stats ms;
     if (kb_memory_stats_get(ctx, &ms) == KB_OK && ms.device == KB_DEVICE_CUDA)
@@ -342,7 +328,8 @@ int main(int argc, char **argv) {
     float *bx = malloc(sizeof(float) * (size_t)o.batch * H * W), *by = malloc(sizeof(float) * (size_t)o.batch * CLASSES);
     CHECK(order && bx && by);
     for (int64_t i = 0; i < train.n; ++i) order[i] = i;
-    rng_state = (uint64_t)o.seed;
+    rng_state = (uint64_t)o.seed * 0x9E3779B97F4A7C15ull + 1; /* the shuffle's generator */
+    if (!rng_state) rng_state = 1;                                /* xorshift never leaves 0 */
     int tty = isatty(1);
     int32_t one = 1;
     int64_t lp_shape[1] = {0};
@@ -350,7 +337,7 @@ int main(int argc, char **argv) {
     int64_t steps = 0;
     for (int e = 1; e <= epochs; ++e) {
         for (int64_t i = train.n - 1; i > 0; --i) { /* Fisher-Yates */
-            int64_t j = (int64_t)(rng_next() % (uint64_t)(i + 1)), t = order[i];
+            int64_t j = (int64_t)(urand() * (double)(i + 1)), t = order[i];
             order[i] = order[j];
             order[j] = t;
         }

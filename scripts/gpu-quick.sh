@@ -14,12 +14,16 @@
 set -uo pipefail
 cd "$(dirname "$0")/.."
 suites=(test_parity test_rnn test_conv test_control test_ctc test_random test_mlp test_function)
-if [ "${1:-}" = "--prepare" ]; then
+# here: cJSON for the GPU machine, and the CUDA build tree (sm_90)
+configure_here() {
   set -e
-  bash scripts/gpu-check.sh --prepare >/dev/null   # cJSON for the GPU machine
+  bash scripts/gpu-check.sh --prepare >/dev/null
   export PATH="$PATH:/usr/local/cuda/bin"
   cmake -S . -B build/cuda -DKB_CUDA=ON -DKB_WERROR=ON -DCMAKE_CUDA_ARCHITECTURES=90 \
     -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
+}
+if [ "${1:-}" = "--prepare" ]; then
+  configure_here
   cmake --build build/cuda --target kb kb_bench "${suites[@]}" -j"$(nproc)"
   pack=$(mktemp -d)
   mkdir -p "$pack/bin" "$pack/lib"
@@ -32,11 +36,7 @@ if [ "${1:-}" = "--prepare" ]; then
   exit 0
 fi
 if [ "${1:-}" = "--prepare-cnn" ]; then
-  set -e
-  bash scripts/gpu-check.sh --prepare >/dev/null   # cJSON for the GPU machine
-  export PATH="$PATH:/usr/local/cuda/bin"
-  cmake -S . -B build/cuda -DKB_CUDA=ON -DKB_WERROR=ON -DCMAKE_CUDA_ARCHITECTURES=90 \
-    -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
+  configure_here
   cmake --build build/cuda --target kb kb_mnist_cnn kb_ctc_seq kb_bench -j"$(nproc)"
   pack=$(mktemp -d)
   mkdir -p "$pack/bin" "$pack/lib" .carry/fashion-mnist
@@ -49,13 +49,17 @@ if [ "${1:-}" = "--prepare-cnn" ]; then
   exit 0
 fi
 out=${OUT:-build/gpu-logs}
-if [ "${1:-}" = "--cnn" ]; then
-  mkdir -p "$out" /tmp/kb-cnn /tmp/kb-keras
-  tar -C /tmp/kb-cnn -xJf .carry/cnn.tar.xz || exit 1
-  export LD_LIBRARY_PATH="/tmp/kb-cnn/lib:$PWD/.carry/cjson/lib:${LD_LIBRARY_PATH:-}"
+# there: unpack bundle $1 into $2, point the loader at it and cJSON, say which GPU
+unpack_there() {
+  mkdir -p "$out" "$2" /tmp/kb-keras
+  tar -C "$2" -xJf "$1" || exit 1
+  export LD_LIBRARY_PATH="$2/lib:$PWD/.carry/cjson/lib:${LD_LIBRARY_PATH:-}"
   export KERAS_HOME=/tmp/kb-keras PYTHONUNBUFFERED=1
   nvidia-smi --query-gpu=name,driver_version --format=csv,noheader; date -u
-  rc=0
+}
+rc=0
+if [ "${1:-}" = "--cnn" ]; then
+  unpack_there .carry/cnn.tar.xz /tmp/kb-cnn
   bin=/tmp/kb-cnn/bin data=.carry/fashion-mnist
   # the README's default run: 12 epochs, the issue's 91% goal
   timeout 300 $bin/kb_mnist_cnn --data $data --expect-accuracy 0.91 > "$out/cnn_default.log" 2>&1 || rc=1
@@ -75,12 +79,8 @@ if [ "${1:-}" = "--cnn" ]; then
   fi
   exit $rc
 fi
-mkdir -p "$out/bench" /tmp/kb-gpu /tmp/kb-keras
-tar -C /tmp/kb-gpu -xJf .carry/gpu.tar.xz || exit 1
-export LD_LIBRARY_PATH="/tmp/kb-gpu/lib:$PWD/.carry/cjson/lib:${LD_LIBRARY_PATH:-}"
-export KERAS_HOME=/tmp/kb-keras PYTHONUNBUFFERED=1
-nvidia-smi --query-gpu=name,driver_version --format=csv,noheader; date -u
-rc=0
+unpack_there .carry/gpu.tar.xz /tmp/kb-gpu
+mkdir -p "$out/bench"
 run_suites() {
   for t in "$@"; do
     timeout 60 /tmp/kb-gpu/bin/$t --gtest_brief=1 > "$out/$t.log" 2>&1 || rc=1

@@ -161,6 +161,16 @@ protected:
     }
 
     // Counts, totals, labels and ordering after `calls` profiled calls.
+    // The function's totals say no profiled call.
+    void expect_zero_totals() {
+        int64_t n = -1;
+        double total = -1, op_ms = -1;
+        ASSERT_TRUE(ok(kb_function_profile_totals(fn, &n, &total, &op_ms)));
+        EXPECT_EQ(n, 0);
+        EXPECT_EQ(total, 0);
+        EXPECT_EQ(op_ms, 0);
+    }
+
     void check_profile(int64_t calls, const char *want_device) {
         kb_function_info info;
         ASSERT_TRUE(ok(kb_function_get_info(fn, &info)));
@@ -210,12 +220,7 @@ TEST_F(Profile, CpuCountsTotalsLabelsReset) {
         EXPECT_EQ(e.total_ms, 0) << e.label;
         EXPECT_EQ(e.mean_ms, 0) << e.label;
     }
-    int64_t n = -1;
-    double total = -1, op_ms = -1;
-    ASSERT_TRUE(ok(kb_function_profile_totals(fn, &n, &total, &op_ms)));
-    EXPECT_EQ(n, 0);
-    EXPECT_EQ(total, 0);
-    EXPECT_EQ(op_ms, 0);
+    expect_zero_totals();
     for (int i = 0; i < 2; ++i) call_once();
     check_profile(2, "cpu");
 
@@ -346,12 +351,7 @@ TEST_F(Profile, OffRecordsNothing) {
     build(KB_DEVICE_CPU);
     for (int i = 0; i < 2; ++i) call_once();
     EXPECT_EQ(kb_function_profile_count(fn), 0);
-    int64_t n = -1;
-    double total = -1, op_ms = -1;
-    ASSERT_TRUE(ok(kb_function_profile_totals(fn, &n, &total, &op_ms)));
-    EXPECT_EQ(n, 0);
-    EXPECT_EQ(total, 0);
-    EXPECT_EQ(op_ms, 0);
+    expect_zero_totals();
     kb_op_profile e;
     kb_clear_error();
     EXPECT_EQ(kb_function_profile_get(fn, 0, &e), KB_ERR_INVALID_ARGUMENT);
