@@ -230,10 +230,12 @@ kb_status kb_cpu_cast(const kb_exec *ex, const kb_attrs *a, const kb_buf *in, in
     static void select_##T(const uint8_t *c, const T *a, const T *b, T *o, const kb_buf *bc,      \
                            const kb_buf *ba, const kb_buf *bb, const kb_buf *out) {               \
         int64_t n = out->size;                                                                    \
-        if (kb_same_shape(ba, out) && kb_same_shape(bb, out) && (bc->size == 1 || bc->size == n)) { \
-            int64_t cs = bc->size == 1 ? 0 : 1;                                                   \
+        /* each operand either whole or one element (a scalar such as a gradient's zero) */      \
+        int flat_a = ba->size == 1 || kb_same_shape(ba, out), flat_b = bb->size == 1 || kb_same_shape(bb, out); \
+        if (flat_a && flat_b && (bc->size == 1 || bc->size == n)) {                               \
+            int64_t cs = bc->size == 1 ? 0 : 1, as = ba->size == 1 ? 0 : 1, bs = bb->size == 1 ? 0 : 1; \
             _Pragma("omp parallel for if (n > KB_OMP_MIN)") for (int64_t i = 0; i < n; ++i)       \
-                o[i] = c[i * cs] ? a[i] : b[i];                                                    \
+                o[i] = c[i * cs] ? a[i * as] : b[i * bs];                                          \
             return;                                                                               \
         }                                                                                         \
         int64_t sc[KB_MAX_RANK], sa[KB_MAX_RANK], sb[KB_MAX_RANK];                                \
