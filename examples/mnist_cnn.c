@@ -30,7 +30,6 @@
 #include "idx.h"
 #include "optimizers.h"
 
-
 #define EXAMPLE_NAME "kb_mnist_cnn"
 #include "example_util.h"
 
@@ -280,17 +279,12 @@ int main(int argc, char **argv) {
         return 1;
     }
     int gpu = kb_context_device(ctx) == KB_DEVICE_CUDA;
-    printf("kb_mnist_cnn: device %s, floatx %s, image_data_format %s\n", kb_context_device_name(ctx),
-           kb_dtype_name(kb_floatx(ctx)),
-           (o.data_format == KB_DATA_FORMAT_DEFAULT ? kb_image_data_format(ctx) == KB_CHANNELS_FIRST
-                                                    : o.data_format == KB_DATA_FORMAT_CHANNELS_FIRST)
-               ? "channels_first"
-               : "channels_last");
+    printf("kb_mnist_cnn: device %s, floatx %s\n", kb_context_device_name(ctx), kb_dtype_name(kb_floatx(ctx)));
 
     int epochs = o.epochs > 0 ? o.epochs : gpu ? 12 : 1;
     int64_t train_limit = o.train_limit > 0 ? o.train_limit : gpu || o.epochs > 0 ? -1 : 12000;
     if (!gpu && o.epochs < 0 && o.train_limit < 0)
-        printf("kb_mnist_cnn: no GPU, so a short run: 1 epoch on the first 12000 training images "
+        printf("kb_mnist_cnn: on the CPU, a short run: 1 epoch on the first 12000 training images "
                "(--epochs / --train-limit change it; on a GPU the default is 12 epochs of all 60000)\n");
     dataset train = {0}, test = {0};
     if (load_split(o.data_dir, "train", train_limit, &train) || load_split(o.data_dir, "t10k", o.test_limit, &test)) {
@@ -316,10 +310,10 @@ int main(int argc, char **argv) {
     CHECK(train_fn && eval_fn);
     kb_function_info info;
     CHECK(kb_function_get_info(train_fn, &info) == KB_OK);
-    printf("model: mnist_cnn, %lld weights; training function of %d nodes (%d kernels), optimizer %s lr %g, "
-           "batch %d, %d epoch%s, seed %lld\n",
-           (long long)m.n_weights, info.n_nodes, info.n_kernels, o.optimizer, lr, o.batch, epochs,
-           epochs > 1 ? "s" : "", (long long)o.seed);
+    printf("model: mnist_cnn (%s), %lld weights; training function of %d nodes (%d kernels), optimizer %s "
+           "lr %g, batch %d, %d epoch%s, seed %lld\n",
+           m.channels_first ? "channels_first" : "channels_last", (long long)m.n_weights, info.n_nodes,
+           info.n_kernels, o.optimizer, lr, o.batch, epochs, epochs > 1 ? "s" : "", (long long)o.seed);
     if (info.n_host_fallbacks)
         printf("note: %d ops of the training function have no CUDA kernel and run on the CPU\n", info.n_host_fallbacks);
     if (o.profile) CHECK(kb_set_profiling(ctx, 1) == KB_OK);
