@@ -326,7 +326,6 @@ int main(int argc, char **argv) {
     if (!rng_state) rng_state = 1;                                /* xorshift never leaves 0 */
     int tty = isatty(1);
     int32_t one = 1;
-    int64_t lp_shape[1] = {0};
     double test_loss = 0, test_acc = 0, t_train = 0;
     int64_t steps = 0;
     for (int e = 1; e <= epochs; ++e) {
@@ -348,7 +347,7 @@ int main(int argc, char **argv) {
             image_shape(m.channels_first, b, sx);
             kb_feed f[3] = {{bx, sizeof(float) * (size_t)(b * H * W), KB_FLOAT32, 4, sx, NULL},
                             {by, sizeof(float) * (size_t)(b * CLASSES), KB_FLOAT32, 2, sy, NULL},
-                            {&one, sizeof one, KB_INT32, 0, lp_shape, NULL}};
+                            {&one, sizeof one, KB_INT32, 0, NULL, NULL}};
             CHECK(kb_function_call(train_fn, f, 3) == KB_OK);
             float l;
             CHECK(kb_function_get_output(train_fn, 0, &l, sizeof l) == KB_OK);
