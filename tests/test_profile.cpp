@@ -128,6 +128,18 @@ protected:
         ASSERT_NE(fn, nullptr) << kb_last_error();
     }
 
+    // The context's trace as written now (through a temporary file), parsed; a failed write fails
+    // the test and gives no events.
+    std::vector<TraceEvent> trace_now(const char *name, double *dropped = nullptr) {
+        std::string path = temp_path(name);
+        kb_status st = kb_profile_write_trace(ctx, path.c_str());
+        EXPECT_TRUE(ok(st));
+        if (st != KB_OK) return {};
+        auto evs = read_trace(path, dropped);
+        std::remove(path.c_str());
+        return evs;
+    }
+
     // One call with a random batch; checks the value against loops (profiling changes nothing).
     void call_once() {
         std::vector<double> xv = rounded(random_values(gen, B * K, -2, 2), KB_FLOAT32);
@@ -295,11 +307,8 @@ TEST_F(Profile, TraceParsesWithOneEventPerOpAndCall) {
     build(KB_DEVICE_CPU);
     const int calls = 3;
     for (int i = 0; i < calls; ++i) call_once();
-    std::string path = temp_path("trace.json");
-    ASSERT_TRUE(ok(kb_profile_write_trace(ctx, path.c_str())));
     double dropped = -1;
-    auto evs = read_trace(path, &dropped);
-    std::remove(path.c_str());
+    auto evs = trace_now("trace.json", &dropped);
     EXPECT_EQ(dropped, 0);
     int n = kb_function_profile_count(fn);
     std::set<std::string> labels;
@@ -358,18 +367,12 @@ TEST_F(Profile, OffRecordsNothing) {
     EXPECT_TRUE(has_error(KB_ERR_INVALID_ARGUMENT, {"kb_function_profile_get", "no profiled call"}));
     std::string s = print_table(fn, 0);
     EXPECT_NE(s.find("no profiled call"), std::string::npos) << s;
-    std::string path = temp_path("off.json");
-    ASSERT_TRUE(ok(kb_profile_write_trace(ctx, path.c_str())));
-    auto evs = read_trace(path);
-    std::remove(path.c_str());
+    auto evs = trace_now("off.json");
     for (const TraceEvent &t : evs) EXPECT_NE(t.ph, "X") << "an event while profiling was off: " << t.name;
     // kb_eval's one-shot functions are never profiled, even with profiling on
     ASSERT_TRUE(ok(kb_set_profiling(ctx, 1)));
     EXPECT_TRUE(allclose(eval_v(kb_add(make_const(ctx, {1, 2}, {2}), make_const(ctx, {3, 4}, {2}))), {4, 6}, 0, 0));
-    path = temp_path("eval.json");
-    ASSERT_TRUE(ok(kb_profile_write_trace(ctx, path.c_str())));
-    evs = read_trace(path);
-    std::remove(path.c_str());
+    evs = trace_now("eval.json");
     for (const TraceEvent &t : evs) EXPECT_NE(t.ph, "X") << "kb_eval was profiled: " << t.name;
 }
 
@@ -527,10 +530,7 @@ TEST_F(Profile, CudaCountsAndTrace) {
     check_profile(3, "cuda");
     std::string s = print_table(fn, 0);
     EXPECT_NE(s.find(" on cuda:"), std::string::npos) << s;
-    std::string path = temp_path("cuda.json");
-    ASSERT_TRUE(ok(kb_profile_write_trace(ctx, path.c_str())));
-    auto evs = read_trace(path);
-    std::remove(path.c_str());
+    auto evs = trace_now("cuda.json");
     int n_x = 0;
     std::map<int, double> last_ts;
     for (const TraceEvent &e : evs) {
