@@ -230,21 +230,25 @@ kb_status kb_cpu_cast(const kb_exec *ex, const kb_attrs *a, const kb_buf *in, in
     static void select_##T(const uint8_t *c, const T *a, const T *b, T *o, const kb_buf *bc,      \
                            const kb_buf *ba, const kb_buf *bb, const kb_buf *out) {               \
         int64_t n = out->size;                                                                    \
-        /* each operand either whole or one element (a scalar such as a gradient's zero) */      \
-        int flat_a = ba->size == 1 || kb_same_shape(ba, out), flat_b = bb->size == 1 || kb_same_shape(bb, out); \
-        if (flat_a && flat_b && (bc->size == 1 || bc->size == n)) {                               \
-            int64_t cs = bc->size == 1 ? 0 : 1, as = ba->size == 1 ? 0 : 1, bs = bb->size == 1 ? 0 : 1; \
+        if (kb_same_shape(ba, out) && kb_same_shape(bb, out) && (bc->size == 1 || bc->size == n)) { \
+            int64_t cs = bc->size == 1 ? 0 : 1;                                                   \
             _Pragma("omp parallel for if (n > KB_OMP_MIN)") for (int64_t i = 0; i < n; ++i)       \
-                o[i] = c[i * cs] ? a[i * as] : b[i * bs];                                          \
+                o[i] = c[i * cs] ? a[i] : b[i];                                                    \
             return;                                                                               \
         }                                                                                         \
+        /* broadcasting (out has rank >= 1): rows of the innermost axis, as the binary ops */    \
         int64_t sc[KB_MAX_RANK], sa[KB_MAX_RANK], sb[KB_MAX_RANK];                                \
         kb_bcast_strides(bc, out, sc);                                                            \
         kb_bcast_strides(ba, out, sa);                                                            \
         kb_bcast_strides(bb, out, sb);                                                            \
-        _Pragma("omp parallel for if (n > KB_OMP_MIN)") for (int64_t i = 0; i < n; ++i)           \
-            o[i] = c[kb_bcast_offset(i, out, sc)] ? a[kb_bcast_offset(i, out, sa)]                 \
-                                                  : b[kb_bcast_offset(i, out, sb)];               \
+        int last = out->rank - 1;                                                                 \
+        int64_t inner = out->shape[last], rows = n / inner, ic = sc[last], ia = sa[last], ib = sb[last]; \
+        _Pragma("omp parallel for if (n > KB_OMP_MIN)") for (int64_t r = 0; r < rows; ++r) {      \
+            const uint8_t *cr = c + kb_bcast_offset(r * inner, out, sc);                          \
+            const T *ar = a + kb_bcast_offset(r * inner, out, sa), *br = b + kb_bcast_offset(r * inner, out, sb); \
+            T *orow = o + r * inner;                                                              \
+            for (int64_t j = 0; j < inner; ++j) orow[j] = cr[j * ic] ? ar[j * ia] : br[j * ib];   \
+        }                                                                                         \
     }
 SELECT_T(uint8_t)
 SELECT_T(uint16_t)
